@@ -1,0 +1,43 @@
+"""jupyter-training: run a notebook cell as a distributed PyTorch or XGBoost job.
+
+Entry points and public names only; heavy modules load on first use so that
+worker processes importing :func:`rank` stay fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .runtime import is_main, local_rank, rank, world_size
+from .spec import JobSpec, SpecError
+
+if TYPE_CHECKING:
+    from .client import TrainingClient
+
+__version__ = "0.1.0"
+__all__ = [
+    "JobSpec",
+    "SpecError",
+    "TrainingClient",
+    "__version__",
+    "is_main",
+    "load_ipython_extension",
+    "local_rank",
+    "rank",
+    "world_size",
+]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext jupyter_training``: register the training magics."""
+    from .magics import TrainingMagics
+
+    ipython.register_magics(TrainingMagics)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TrainingClient":
+        from .client import TrainingClient
+
+        return TrainingClient
+    raise AttributeError(f"module 'jupyter_training' has no attribute {name!r}")

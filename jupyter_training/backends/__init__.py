@@ -1,0 +1,24 @@
+"""Backends: where jobs run. ``local`` (embedded default) and ``kubernetes``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..settings import TrainingSettings
+    from ..store import JobStore
+    from .base import Backend
+
+
+def make_backend(name: str, store: JobStore, settings: TrainingSettings) -> Backend:
+    """The backend called ``name``; raises ValueError naming the known ones."""
+    if name == "local":
+        from .local import LocalBackend
+
+        return LocalBackend(store, settings)
+    if name == "kubernetes":
+        raise ValueError(
+            "--backend: the kubernetes backend is not available in this version yet; "
+            "use --backend local"
+        )
+    raise ValueError(f"--backend: {name!r} is not one of local, kubernetes")

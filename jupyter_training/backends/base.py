@@ -1,0 +1,50 @@
+"""The Backend protocol: what every place that runs jobs provides."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+from ..events import Event
+from ..runtime.payload import Payload
+from ..spec import JobSpec
+from ..store import JobRecord
+
+
+class SubmitError(RuntimeError):
+    """The backend refused or failed to start a job; the message says why."""
+
+
+class Backend(Protocol):
+    """Runs jobs somewhere and reports on them through the event stream."""
+
+    name: str
+
+    def submit(
+        self,
+        spec: JobSpec,
+        payload: Payload,
+        *,
+        cell: str,
+        notebook: str | None = None,
+        workdir: str | None = None,
+        job_id: str | None = None,
+    ) -> JobRecord:
+        """Start a job (under ``job_id`` if given) and return its Pending record."""
+
+    def get(self, job_id: str) -> JobRecord:
+        """The job's current record."""
+
+    def list(self, *, limit: int = 50) -> list[JobRecord]:
+        """This backend's jobs, newest first."""
+
+    def events(self, job_id: str, *, follow: bool = True) -> Iterator[Event]:
+        """The job's events from the start; with ``follow``, until it ends."""
+
+    def logs(
+        self, job_id: str, *, rank: int | None = None, follow: bool = False
+    ) -> Iterator[Event]:
+        """The job's ``log`` events, optionally of one rank only."""
+
+    def cancel(self, job_id: str) -> JobRecord:
+        """Stop the job (no-op if it has ended) and return its final record."""

@@ -1,0 +1,161 @@
+"""The embedded default backend: jobs run as processes on this machine.
+
+Each job gets a directory under ``<data_dir>/jobs/<id>`` and a detached
+supervisor (:mod:`.supervisor`) that outlives the kernel. Status comes from the
+store, events and logs from tailing the job's files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..events import FAILED, Event
+from ..runtime.payload import Payload
+from ..settings import TrainingSettings
+from ..spec import JobSpec
+from ..store import JobRecord, JobStore, new_job_id, pending_record
+from .base import SubmitError
+from .local_files import JobFiles
+from .supervisor import process_start_time, visible_gpu_ids
+
+SUPERVISOR_START_SECONDS = 10.0
+
+
+class LocalBackend:
+    """Runs jobs as local worker processes under a detached supervisor."""
+
+    name = "local"
+
+    def __init__(self, store: JobStore, settings: TrainingSettings) -> None:
+        self.store = store
+        self.settings = settings
+        self.jobs_dir = Path(settings.data_dir) / "jobs"
+
+    def files(self, job_id: str) -> JobFiles:
+        return JobFiles(self.jobs_dir / job_id)
+
+    def check(self, spec: JobSpec) -> None:
+        """Refuse what this machine cannot run (raises :class:`SubmitError`)."""
+        if spec.gpus:
+            available = visible_gpu_ids()
+            needed = spec.gpus * spec.workers
+            if needed > len(available):
+                raise SubmitError(
+                    f"--gpus: {spec.workers} workers x {spec.gpus} GPUs need {needed} GPUs, "
+                    f"but this machine has {len(available)} visible; lower --workers or --gpus, "
+                    "or use --backend kubernetes"
+                )
+
+    def submit(
+        self,
+        spec: JobSpec,
+        payload: Payload,
+        *,
+        cell: str,
+        notebook: str | None = None,
+        workdir: str | None = None,
+        job_id: str | None = None,
+    ) -> JobRecord:
+        """Record the job, write its payload and start its supervisor."""
+        self.check(spec)
+        job_id = job_id or new_job_id()
+        files = self.files(job_id)
+        self.jobs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        files.create()
+        payload.write(files.payload)
+        record = pending_record(
+            job_id, spec.to_dict(), cell, notebook=notebook, workdir=workdir or os.getcwd()
+        )
+        self.store.add(record)
+        self.start_supervisor(job_id, files)
+        return record
+
+    def start_supervisor(self, job_id: str, files: JobFiles) -> None:
+        command = [
+            sys.executable,
+            "-m",
+            "jupyter_training.backends.supervisor",
+            "--db",
+            str(self.store.path),
+            "--job",
+            job_id,
+            "--dir",
+            str(files.root),
+            "--grace",
+            str(self.settings.stop_grace_seconds),
+        ]
+        with files.open_supervisor_log() as log:
+            starter = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        if starter.wait(timeout=SUPERVISOR_START_SECONDS) != 0:
+            reason = f"the job supervisor did not start (see {files.supervisor_log})"
+            self.store.set_phase(job_id, FAILED, message=reason, failure={"reason": reason})
+            raise SubmitError(reason)
+
+    def get(self, job_id: str) -> JobRecord:
+        """The job's record, marked Failed if its supervisor vanished mid-job."""
+        record = self.store.get(job_id)
+        if not record.is_terminal and not self._supervisor_alive(record):
+            reason = "supervisor lost: the process running this job exited unexpectedly"
+            if self.store.set_phase(
+                record.id, FAILED, message=reason, failure={"reason": reason}, finished=time.time()
+            ):
+                self.files(record.id).append_event(
+                    Event("phase", record.id, {"phase": FAILED, "message": reason})
+                )
+            record = self.store.get(job_id)
+        return record
+
+    def _supervisor_alive(self, record: JobRecord) -> bool:
+        if record.supervisor_pid is None:
+            # Not started yet: give it a moment before calling it lost.
+            return time.time() - record.created < SUPERVISOR_START_SECONDS
+        return process_start_time(record.supervisor_pid) == record.supervisor_start
+
+    def list(self, *, limit: int = 50) -> list[JobRecord]:
+        return self.store.list(limit=limit, backend=self.name)
+
+    def events(self, job_id: str, *, follow: bool = True) -> Iterator[Event]:
+        record = self.store.get(job_id)
+        alive = None if record.is_terminal else lambda: not self.get(record.id).is_terminal
+        return self.files(record.id).follow(
+            record.id, record.workers, follow=follow and not record.is_terminal, alive=alive
+        )
+
+    def logs(
+        self, job_id: str, *, rank: int | None = None, follow: bool = False
+    ) -> Iterator[Event]:
+        for event in self.events(job_id, follow=follow):
+            if event.kind == "log" and (rank is None or event.rank == rank):
+                yield event
+
+    def cancel(self, job_id: str, *, wait: float = 30.0) -> JobRecord:
+        """SIGTERM the supervisor, which stops every worker, then wait for the end."""
+        record = self.get(job_id)
+        deadline = time.time() + wait
+        while not record.is_terminal and record.supervisor_pid is None and time.time() < deadline:
+            time.sleep(0.05)
+            record = self.get(job_id)
+        if record.is_terminal:
+            return record
+        if self._supervisor_alive(record) and record.supervisor_pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(record.supervisor_pid, signal.SIGTERM)
+        while time.time() < deadline:
+            record = self.get(job_id)
+            if record.is_terminal:
+                return record
+            time.sleep(0.05)
+        raise SubmitError(f"job {job_id} did not stop within {wait:g} s of cancelling")

@@ -1,0 +1,314 @@
+"""The detached supervisor of one local job.
+
+Started by :class:`~jupyter_training.backends.local.LocalBackend` as
+``python -m jupyter_training.backends.supervisor``, it forks away from the
+kernel (so the job survives it), spawns one worker process per rank with the
+Kubeflow env contract, writes phase and worker events, stops every rank when
+one fails (SIGTERM, then SIGKILL), restarts the whole group up to
+``max_restarts`` times, and leaves nothing running when the job ends.
+It imports nothing heavy: no torch, no xgboost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..events import (
+    CANCELLED,
+    FAILED,
+    RESTARTING,
+    RUNNING,
+    SUCCEEDED,
+    Event,
+    phase_event,
+)
+from ..runtime import records
+from ..store import JobStore
+from .local_files import JobFiles
+
+POLL_SECONDS = 0.02
+#: Kernel variables that must not leak into workers.
+_KERNEL_ONLY_ENV = ("MPLBACKEND", "JPY_PARENT_PID", "JPY_SESSION_NAME", "PYDEVD_USE_FRAME_EVAL")
+_PR_SET_PDEATHSIG = 1
+
+
+def visible_gpu_ids(environ: dict[str, str] | None = None) -> list[str]:
+    """GPU ids this process may hand out: ``CUDA_VISIBLE_DEVICES`` or ``nvidia-smi``."""
+    environ = os.environ if environ is None else environ
+    if "CUDA_VISIBLE_DEVICES" in environ:
+        return [d.strip() for d in environ["CUDA_VISIBLE_DEVICES"].split(",") if d.strip()]
+    try:
+        listing = subprocess.run(
+            ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in listing.splitlines() if line.strip()]
+
+
+def worker_env(
+    spec: dict[str, Any], rank: int, port: int, gpu_ids: list[str], base: dict[str, str]
+) -> dict[str, str]:
+    """The environment of ``rank``: the Kubeflow contract for the spec's framework."""
+    world = spec["workers"]
+    gpus = spec["gpus"]
+    env = {k: v for k, v in base.items() if k not in _KERNEL_ONLY_ENV}
+    env.update(spec.get("env") or {})
+    env.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        WORLD_SIZE=str(world),
+        RANK=str(rank),
+        PYTHONUNBUFFERED="1",
+        CUDA_VISIBLE_DEVICES=",".join(gpu_ids[rank * gpus : (rank + 1) * gpus]),
+        JUPYTER_TRAINING_FRAMEWORK=spec["framework"],
+    )
+    if spec["framework"] == "pytorch":
+        # One process per "node", as in a PyTorchJob or TrainJob pod: LOCAL_RANK 0
+        # is this worker's first (and only visible) GPU.
+        env.update(
+            LOCAL_RANK="0",
+            LOCAL_WORLD_SIZE="1",
+            PET_NNODES=str(world),
+            PET_NPROC_PER_NODE="1",
+            PET_NODE_RANK=str(rank),
+            PET_MASTER_ADDR="127.0.0.1",
+            PET_MASTER_PORT=str(port),
+        )
+    else:
+        env.update(
+            WORKER_ADDRS=",".join(["127.0.0.1"] * (world - 1)),
+            WORKER_PORT=str(port),
+            DMLC_TRACKER_URI="127.0.0.1",
+            DMLC_TRACKER_PORT=str(port),
+            DMLC_TASK_ID=str(rank),
+            DMLC_NUM_WORKER=str(world),
+        )
+    return env
+
+
+def free_port() -> int:
+    """A TCP port on loopback that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def process_start_time(pid: int) -> str | None:
+    """The kernel's start-time stamp of ``pid`` (tells a live pid from a reused one)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGKILL if the supervisor dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class Supervisor:
+    """Runs one job's attempts until it succeeds, fails for good or is cancelled."""
+
+    def __init__(self, store: JobStore, job_id: str, files: JobFiles, grace: float) -> None:
+        self.store = store
+        self.job_id = job_id
+        self.files = files
+        self.grace = grace
+        self.record = store.get(job_id)
+        self.spec = self.record.spec
+        self.stop_reason: str | None = None
+        self.workers: dict[int, subprocess.Popen[bytes]] = {}
+        self.deadline: float | None = None
+
+    def request_cancel(self, *_: Any) -> None:
+        self.stop_reason = "cancel"
+
+    def emit(self, event: Event) -> None:
+        self.files.append_event(event)
+
+    def set_phase(self, phase: str, message: str = "", **fields: Any) -> None:
+        self.store.set_phase(self.job_id, phase, message=message, **fields)
+        self.emit(phase_event(self.job_id, phase, message, **fields))
+
+    def run(self) -> None:
+        self.store.update(
+            self.job_id,
+            supervisor_pid=os.getpid(),
+            supervisor_start=process_start_time(os.getpid()),
+        )
+        gpu_ids = visible_gpu_ids()
+        attempt = 0
+        while True:
+            outcome, failure = self.run_attempt(attempt, gpu_ids)
+            if outcome == "succeeded":
+                self.set_phase(SUCCEEDED, "all workers exited with code 0", finished=time.time())
+                return
+            if outcome == "cancelled":
+                self.set_phase(CANCELLED, "cancelled by user", finished=time.time())
+                return
+            if outcome == "failed" and attempt < self.spec.get("max_restarts", 0):
+                attempt += 1
+                message = f"{failure['reason']}; restarting all workers (restart {attempt} of "
+                message += f"{self.spec['max_restarts']})"
+                self.set_phase(RESTARTING, message, attempt=attempt, failure=failure)
+                continue
+            self.set_phase(FAILED, failure["reason"], failure=failure, finished=time.time())
+            return
+
+    def run_attempt(self, attempt: int, gpu_ids: list[str]) -> tuple[str, dict[str, Any]]:
+        port = free_port()
+        base_env = dict(os.environ)
+        for rank in range(self.spec["workers"]):
+            self.workers[rank] = self.spawn(
+                rank, worker_env(self.spec, rank, port, gpu_ids, base_env)
+            )
+        now = time.time()
+        if attempt == 0:
+            timeout = self.spec.get("timeout")
+            self.deadline = now + timeout if timeout else None
+            self.set_phase(RUNNING, f"{self.spec['workers']} workers started", started=now)
+        else:
+            self.set_phase(RUNNING, f"attempt {attempt + 1}: all workers restarted")
+        return self.watch()
+
+    def spawn(self, rank: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        with self.files.open_rank_log(rank) as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "jupyter_training.runtime", str(self.files.payload)],
+                env=env,
+                cwd=self.record.workdir or None,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        self.emit(Event("worker", self.job_id, {"state": "started", "pid": process.pid}, rank))
+        return process
+
+    def watch(self) -> tuple[str, dict[str, Any]]:
+        exited: dict[int, int] = {}
+        while True:
+            if self.stop_reason == "cancel":
+                self.stop_workers()
+                return "cancelled", {}
+            if self.deadline is not None and time.time() > self.deadline:
+                self.stop_workers()
+                reason = f"timed out after {self.spec['timeout']:g} s (--timeout)"
+                return "failed", {"reason": reason, "rank": None, "exit_code": None}
+            newly_failed = []
+            for rank, process in self.workers.items():
+                code = process.poll()
+                if code is None or rank in exited:
+                    continue
+                exited[rank] = code
+                self.emit(
+                    Event("worker", self.job_id, {"state": "exited", "exit_code": code}, rank)
+                )
+                if code != 0:
+                    newly_failed.append(rank)
+            if newly_failed:
+                first = min(newly_failed, key=self.files.rank_log_mtime)
+                failure = self.describe_failure(first, exited[first])
+                self.stop_workers()
+                return "failed", failure
+            if len(exited) == len(self.workers):
+                self.stop_workers()  # reaps leftovers such as data-loader children
+                return "succeeded", {}
+            time.sleep(POLL_SECONDS)
+
+    def describe_failure(self, rank: int, code: int) -> dict[str, Any]:
+        if code < 0:
+            name = _signal_name(-code)
+            reason = f"rank {rank} was killed by {name}"
+        else:
+            name = None
+            reason = f"rank {rank} exited with code {code}"
+        failure: dict[str, Any] = {
+            "reason": reason,
+            "rank": rank,
+            "exit_code": code,
+            "signal": name,
+        }
+        tail, error = self.files.rank_log_tail(rank)
+        failure["log_tail"] = tail
+        if error is not None:
+            failure.update(
+                exc_type=error.get("exc_type"),
+                message=error.get("message"),
+                traceback=error.get("traceback"),
+            )
+            failure["reason"] = f"{reason}: {error.get('exc_type')}: {error.get('message')}"
+        return failure
+
+    def stop_workers(self) -> None:
+        """SIGTERM every worker's process group, then SIGKILL what is left."""
+        _signal_groups(self.workers.values(), signal.SIGTERM)
+        end = time.time() + self.grace
+        while time.time() < end and any(p.poll() is None for p in self.workers.values()):
+            time.sleep(POLL_SECONDS)
+        _signal_groups(self.workers.values(), signal.SIGKILL)
+        for process in self.workers.values():
+            process.wait()
+        self.workers = {}
+
+
+def _signal_groups(processes: Any, signum: int) -> None:
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signum)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--db", required=True, type=Path)
+    parser.add_argument("--job", required=True)
+    parser.add_argument("--dir", required=True, type=Path)
+    parser.add_argument("--grace", type=float, default=5.0)
+    args = parser.parse_args(argv)
+    if os.fork() > 0:  # the kernel reaps this parent at once; the child is never its zombie
+        os._exit(0)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    files = JobFiles(args.dir)
+    store = JobStore(args.db)
+    supervisor = Supervisor(store, args.job, files, args.grace)
+    signal.signal(signal.SIGTERM, supervisor.request_cancel)
+    try:
+        supervisor.run()
+    except BaseException as err:  # record why, never leave the job Running forever
+        supervisor.stop_workers()
+        reason = f"supervisor error: {type(err).__name__}: {err}"
+        supervisor.set_phase(FAILED, reason, failure={"reason": reason}, finished=time.time())
+        records.emit("error", stream=sys.stderr, message=reason)
+        raise
+
+
+if __name__ == "__main__":
+    main()
+    sys.stdout.flush()
+    os._exit(0)

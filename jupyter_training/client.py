@@ -1,0 +1,117 @@
+"""The one way through: capture a cell, record it, hand it to a backend.
+
+The magic, the CLI (and later the server) use :class:`TrainingClient`, so a
+job is submitted, listed, followed and cancelled the same way everywhere.
+A submission that fails after its spec was accepted is still recorded (phase
+Failed, with the cell and spec) so nothing the user wrote is lost.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from .backends import make_backend
+from .backends.base import Backend, SubmitError
+from .capture import CaptureError, capture_cell
+from .events import FAILED, Event
+from .settings import TrainingSettings, load_settings
+from .spec import JobSpec
+from .store import JobRecord, JobStore, new_job_id, pending_record
+
+
+class TrainingClient:
+    """Submits and follows jobs for one user (one store)."""
+
+    def __init__(self, settings: TrainingSettings | None = None) -> None:
+        self.settings = settings or load_settings()
+        self.store = JobStore(self.settings.store_path)
+        self._backends: dict[str, Backend] = {}
+
+    def backend(self, name: str) -> Backend:
+        """The backend called ``name`` (created once)."""
+        if name not in self._backends:
+            self._backends[name] = make_backend(name, self.store, self.settings)
+        return self._backends[name]
+
+    def submit(
+        self,
+        spec: JobSpec,
+        cell: str,
+        namespace: Mapping[str, Any] | None = None,
+        *,
+        hidden: Iterable[str] = (),
+        history: Iterable[str] = (),
+        notebook: str | None = None,
+        workdir: str | None = None,
+    ) -> JobRecord:
+        """Capture ``cell`` with the names of ``namespace`` it uses and start it.
+
+        Raises :class:`CaptureError` or :class:`SubmitError` (after recording the
+        failed submission) when the job cannot start.
+        """
+        job_id = new_job_id()
+        workdir = workdir or os.getcwd()
+        try:
+            backend = self.backend(spec.backend)
+            payload = capture_cell(
+                cell,
+                namespace or {},
+                hidden=hidden,
+                history=history,
+                max_bytes=self.settings.max_payload_bytes,
+            )
+            return backend.submit(
+                spec, payload, cell=cell, notebook=notebook, workdir=workdir, job_id=job_id
+            )
+        except (CaptureError, SubmitError, ValueError, OSError) as err:
+            self._record_failed_submission(job_id, spec, cell, notebook, workdir, err)
+            raise
+
+    def _record_failed_submission(
+        self,
+        job_id: str,
+        spec: JobSpec,
+        cell: str,
+        notebook: str | None,
+        workdir: str,
+        err: Exception,
+    ) -> None:
+        reason = f"not submitted: {err}"
+        try:
+            self.store.get(job_id)
+        except KeyError:
+            record = pending_record(
+                job_id, spec.to_dict(), cell, notebook=notebook, workdir=workdir
+            )
+            record.phase, record.message, record.finished = FAILED, reason, time.time()
+            record.failure = {"reason": reason}
+            self.store.add(record)
+
+    def get(self, job_id: str) -> JobRecord:
+        """The job's current record, from the backend that runs it."""
+        record = self.store.get(job_id)
+        return self.backend(record.backend).get(record.id)
+
+    def list(self, *, limit: int = 50, phase: str | None = None) -> list[JobRecord]:
+        """Jobs of every backend, newest first."""
+        return self.store.list(limit=limit, phase=phase)
+
+    def events(self, job_id: str, *, follow: bool = True) -> Iterator[Event]:
+        """The job's event stream (see :mod:`jupyter_training.events`)."""
+        record = self.store.get(job_id)
+        return self.backend(record.backend).events(record.id, follow=follow)
+
+    def logs(
+        self, job_id: str, *, rank: int | None = None, follow: bool = False
+    ) -> Iterator[Event]:
+        """The job's ``log`` events, optionally of one rank."""
+        record = self.store.get(job_id)
+        return self.backend(record.backend).logs(record.id, rank=rank, follow=follow)
+
+    def cancel(self, job_id: str) -> JobRecord:
+        """Stop the job and return its final record."""
+        record = self.store.get(job_id)
+        return self.backend(record.backend).cancel(record.id)

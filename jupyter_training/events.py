@@ -1,0 +1,85 @@
+"""The one event stream every view reads: phase, worker, log, error, report, result.
+
+Backends produce :class:`Event` objects; the magic, the CLI, and later the
+widgets and the server's WebSocket consume them. Worker output becomes ``log``
+events, and framed records in it (see :mod:`jupyter_training.runtime.records`)
+become events of their own kind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from .runtime import records
+
+PENDING, RUNNING, RESTARTING = "Pending", "Running", "Restarting"
+SUCCEEDED, FAILED, CANCELLED = "Succeeded", "Failed", "Cancelled"
+PHASES = (PENDING, RUNNING, RESTARTING, SUCCEEDED, FAILED, CANCELLED)
+TERMINAL_PHASES = frozenset({SUCCEEDED, FAILED, CANCELLED})
+
+#: Event kinds, in the order a job usually produces them.
+KINDS = ("phase", "worker", "log", "error", "report", "result")
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """One thing that happened to a job.
+
+    ``phase`` events carry ``data["phase"]`` and ``data["message"]``; ``worker``
+    events ``data["state"]`` (started/exited) and ``data["exit_code"]``; ``log``
+    events ``data["line"]`` of ``rank``'s output; ``error`` events the remote
+    exception of ``rank`` (``exc_type``, ``message``, ``traceback``).
+    """
+
+    kind: str
+    job_id: str
+    data: dict[str, Any]
+    rank: int | None = None
+    time: float = dataclasses.field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Event:
+        return cls(**data)
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for the phase event that ends the job."""
+        return self.kind == "phase" and self.data.get("phase") in TERMINAL_PHASES
+
+
+def phase_event(job_id: str, phase: str, message: str = "", **extra: Any) -> Event:
+    """A ``phase`` event moving ``job_id`` to ``phase``."""
+    return Event("phase", job_id, {"phase": phase, "message": message, **extra})
+
+
+def output_events(job_id: str, rank: int, line: str) -> Iterator[Event]:
+    """Events for one line of ``rank``'s output: a ``log`` and/or a record event."""
+    text, record = records.split(line)
+    if text or record is None:
+        yield Event("log", job_id, {"line": text}, rank=rank)
+    if record is not None:
+        kind = record.pop("type")
+        yield Event(kind if kind in KINDS else "log", job_id, record, rank=rank)
+
+
+class LineSplitter:
+    """Turns chunks of bytes into complete text lines, keeping the partial tail."""
+
+    def __init__(self) -> None:
+        self._tail = b""
+
+    def feed(self, chunk: bytes) -> list[str]:
+        data = self._tail + chunk
+        *lines, self._tail = data.split(b"\n")
+        return [line.decode("utf-8", "replace").rstrip("\r") for line in lines]
+
+    def flush(self) -> list[str]:
+        """The unterminated last line, if any (call once the stream has ended)."""
+        tail, self._tail = self._tail, b""
+        return [tail.decode("utf-8", "replace")] if tail else []

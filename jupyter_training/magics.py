@@ -1,0 +1,223 @@
+"""``%%train_distributed`` and the ``%train_*`` line magics.
+
+The cell magic builds a :class:`~jupyter_training.spec.JobSpec` from its
+flags (defaults from ``c.TrainingApp``), submits the cell with the notebook
+names it uses, and blocks while printing phases and every rank's output.
+Interrupting the kernel cancels the job.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+from .backends.base import SubmitError
+from .capture import CaptureError
+from .client import TrainingClient
+from .errors import JobCancelledError, JobFailedError
+from .events import CANCELLED, SUCCEEDED
+from .settings import load_settings
+from .spec import FRAMEWORKS, JobSpec, SpecError, parse_env_assignments
+from .store import JobNotFound, JobRecord
+from .widgets import TextJobView, format_job_table
+
+_OUTPUT_CACHE_NAME = re.compile(r"^_+$|^_i+$|^_i?\d+$|^_(ih|oh|dh)$")
+
+
+def spec_args(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Flags that describe the job (shared by every magic that builds a spec)."""
+    decorators = [
+        argument(
+            "-f",
+            "--framework",
+            choices=FRAMEWORKS,
+            default="pytorch",
+            help="Training framework (default: pytorch).",
+        ),
+        argument(
+            "-w",
+            "--workers",
+            type=int,
+            default=2,
+            help="Number of worker processes / pods (default: 2).",
+        ),
+        argument("-g", "--gpus", type=int, default=0, help="GPUs per worker (default: 0)."),
+        argument(
+            "-b",
+            "--backend",
+            default=None,
+            help="Where to run: local or kubernetes (default: c.TrainingApp.backend).",
+        ),
+        argument("--name", default=None, help="Job name, a DNS-1123 label (default: job-<id>)."),
+        argument(
+            "--env",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="Environment variable for every worker (repeatable).",
+        ),
+        argument(
+            "--max-restarts",
+            type=int,
+            default=0,
+            help="Restart the whole group up to N times after a failure (default: 0).",
+        ),
+        argument(
+            "--timeout", type=float, default=None, help="Fail the job after this many seconds."
+        ),
+    ]
+    for decorate in reversed(decorators):
+        func = decorate(func)
+    return func
+
+
+def run_args(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Flags that say how the cell waits for its job."""
+    return argument(
+        "--detach", action="store_true", help="Return at once with the job id instead of waiting."
+    )(func)
+
+
+def job_id_arg(func: Callable[..., Any]) -> Callable[..., Any]:
+    return argument("job_id", help="Job id (or a unique prefix of it).")(func)
+
+
+@magics_class
+class TrainingMagics(Magics):
+    """Magics that run notebook cells as distributed training jobs."""
+
+    def __init__(self, shell: Any) -> None:
+        super().__init__(shell)
+        self._client: TrainingClient | None = None
+
+    @property
+    def client(self) -> TrainingClient:
+        if self._client is None:
+            self._client = TrainingClient(load_settings(getattr(self.shell, "config", None)))
+        return self._client
+
+    @magic_arguments()
+    @spec_args
+    @run_args
+    @cell_magic
+    def train_distributed(self, line: str, cell: str) -> None:
+        """Run the cell as a distributed PyTorch or XGBoost job.
+
+        The cell's notebook names (functions, classes, imports, values) travel
+        with it; each worker sees the Kubeflow env contract.
+        """
+        args = parse_argstring(self.train_distributed, line)
+        spec = self._build_spec(args)
+        try:
+            record = self.client.submit(
+                spec,
+                cell,
+                self.shell.user_ns,
+                hidden=self._hidden_names(),
+                history=self._history(),
+                notebook=_notebook_path(self.shell),
+            )
+        except (CaptureError, SubmitError) as err:
+            raise UsageError(str(err)) from None
+        view = TextJobView(record)
+        view.show_submitted()
+        if args.detach:
+            print(
+                f"[{record.name}] detached; follow with %train_logs {record.id} --follow, "
+                f"stop with %train_cancel {record.id}"
+            )
+            return
+        self._wait(record, view)
+
+    def _build_spec(self, args: Any) -> JobSpec:
+        try:
+            return JobSpec(
+                framework=args.framework,
+                workers=args.workers,
+                gpus=args.gpus,
+                backend=args.backend or self.client.settings.backend,
+                name=args.name,
+                env=parse_env_assignments(args.env),
+                max_restarts=args.max_restarts,
+                timeout=args.timeout,
+            )
+        except SpecError as err:
+            raise UsageError(str(err)) from None
+
+    def _wait(self, record: JobRecord, view: TextJobView) -> None:
+        try:
+            for event in self.client.events(record.id):
+                view.handle(event)
+        except KeyboardInterrupt:
+            print(f"[{record.name}] interrupted: cancelling job {record.id} ...", flush=True)
+            final = self.client.cancel(record.id)
+            view.show_finished(final)
+            raise
+        final = self.client.get(record.id)
+        view.show_finished(final)
+        if final.phase == CANCELLED:
+            raise JobCancelledError(final)
+        if final.phase != SUCCEEDED:
+            raise JobFailedError(final)
+
+    def _hidden_names(self) -> set[str]:
+        hidden = getattr(self.shell, "user_ns_hidden", {})
+        user_ns = self.shell.user_ns
+        names = {name for name, value in hidden.items() if user_ns.get(name) is value}
+        names |= {name for name in user_ns if _OUTPUT_CACHE_NAME.match(name)}
+        return names
+
+    def _history(self) -> list[str]:
+        manager = getattr(self.shell, "history_manager", None)
+        return list(getattr(manager, "input_hist_raw", []) or [])
+
+    @magic_arguments()
+    @argument("-n", "--limit", type=int, default=20, help="How many jobs to show (default: 20).")
+    @line_magic
+    def train_jobs(self, line: str) -> None:
+        """List recent training jobs, newest first."""
+        args = parse_argstring(self.train_jobs, line)
+        print(format_job_table(self.client.list(limit=args.limit)))
+
+    @magic_arguments()
+    @job_id_arg
+    @argument("-r", "--rank", type=int, default=None, help="Only this rank's output.")
+    @argument("--follow", action="store_true", help="Keep printing until the job ends.")
+    @line_magic
+    def train_logs(self, line: str) -> None:
+        """Print a job's output, every line prefixed by its rank."""
+        args = parse_argstring(self.train_logs, line)
+        record = self._get(args.job_id)
+        view = TextJobView(record)
+        try:
+            for event in self.client.logs(record.id, rank=args.rank, follow=args.follow):
+                view.handle(event)
+        except KeyboardInterrupt:
+            return
+
+    @magic_arguments()
+    @job_id_arg
+    @line_magic
+    def train_cancel(self, line: str) -> None:
+        """Cancel a job: every worker is stopped."""
+        args = parse_argstring(self.train_cancel, line)
+        record = self._get(args.job_id)
+        final = self.client.cancel(record.id)
+        print(f"[{final.name}] {final.phase}")
+
+    def _get(self, job_id: str) -> JobRecord:
+        try:
+            return self.client.get(job_id)
+        except JobNotFound as err:
+            raise UsageError(str(err)) from None
+
+
+def _notebook_path(shell: Any) -> str | None:
+    """The notebook this kernel serves, where the frontend tells us."""
+    return os.environ.get("JPY_SESSION_NAME") or shell.user_ns.get("__vsc_ipynb_file__")

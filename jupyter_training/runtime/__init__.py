@@ -1,0 +1,9 @@
+"""What runs inside every worker, local process or pod.
+
+Stdlib-only: a stock PyTorch or XGBoost image needs nothing else. Cell code may
+use :func:`rank`, :func:`world_size`, :func:`local_rank` and :func:`is_main`.
+"""
+
+from .context import is_main, local_rank, rank, world_size
+
+__all__ = ["is_main", "local_rank", "rank", "world_size"]

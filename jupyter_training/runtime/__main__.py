@@ -1,0 +1,128 @@
+"""Worker bootstrap: ``python -m jupyter_training.runtime PAYLOAD``.
+
+Restores the notebook namespace from the payload, runs the cell inside the
+framework's context, reports a failure as a framed ``error`` record plus a
+readable traceback, and exits without the interpreter's slow (and, after
+torch.distributed, crash-prone) teardown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import linecache
+import os
+import sys
+import traceback
+import types
+from pathlib import Path
+from typing import Any
+
+from . import records
+from .frameworks import framework_context, leave_torch_group
+from .payload import Payload
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class RestoreError(RuntimeError):
+    """A notebook name could not be restored inside the worker."""
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m jupyter_training.runtime PAYLOAD", file=sys.stderr)
+        return 2
+    framework = os.environ.get("JUPYTER_TRAINING_FRAMEWORK", "pytorch")
+    try:
+        payload = Payload.read(Path(argv[0]))
+        namespace = restore_namespace(payload)
+        code = compile_source(payload.cell, payload.filename)
+        with framework_context(framework):
+            exec(code, namespace)
+            leave_torch_group()
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    except BaseException as err:
+        report_failure(err)
+        return 1
+    return 0
+
+
+def restore_namespace(payload: Payload) -> dict[str, Any]:
+    """A fresh ``__main__`` holding the payload's imports, definitions and values."""
+    module = types.ModuleType("__main__")
+    module.__dict__["__builtins__"] = __builtins__
+    sys.modules["__main__"] = module
+    namespace = module.__dict__
+    for name, module_name, qualname in payload.imports:
+        namespace[name] = _import(name, module_name, qualname)
+    deferred = []
+    for name, source in payload.definitions:
+        try:
+            exec(compile_source(source, f"<notebook: {name}>"), namespace)
+        except NameError:
+            deferred.append((name, source))
+    for blob in payload.values:
+        try:
+            namespace[blob.name] = payload.load_value(blob)
+        except Exception as err:
+            raise RestoreError(
+                f"notebook variable {blob.name!r} could not be restored: {err}"
+            ) from err
+    for name, source in deferred:
+        exec(compile_source(source, f"<notebook: {name}>"), namespace)
+    return namespace
+
+
+def compile_source(source: str, filename: str) -> types.CodeType:
+    """Compile ``source`` and register it so tracebacks show its lines."""
+    lines = source.splitlines(keepends=True)
+    linecache.cache[filename] = (len(source), None, lines, filename)
+    return compile(source, filename, "exec")
+
+
+def _import(name: str, module_name: str, qualname: str | None) -> Any:
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in (qualname or "").split(".") if qualname else []:
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as err:
+        what = f"{module_name}.{qualname}" if qualname else module_name
+        raise RestoreError(
+            f"notebook name {name!r} needs {what}, which this worker cannot import: {err}"
+        ) from None
+    return target
+
+
+def report_failure(err: BaseException) -> None:
+    """Print the user's traceback (runtime frames removed) and an ``error`` record."""
+    trace = traceback.TracebackException.from_exception(err)
+    trace.stack = traceback.StackSummary.from_list(
+        [frame for frame in trace.stack if not frame.filename.startswith(_HERE)]
+    )
+    text = "".join(trace.format())
+    sys.stdout.flush()
+    sys.stderr.write(text)
+    sys.stderr.flush()
+    records.emit(
+        "error",
+        stream=sys.__stderr__,
+        exc_type=type(err).__name__,
+        message=str(err),
+        traceback=text,
+        rank=int(os.environ.get("RANK", "0")),
+    )
+
+
+def _exit(code: int) -> None:
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    if "torch" in sys.modules:
+        os._exit(code)  # torch's interpreter teardown is slow and may abort
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    _exit(main(sys.argv[1:]))

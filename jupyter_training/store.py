@@ -1,0 +1,230 @@
+"""Job history in SQLite: every job's spec, cell, phase, timestamps and failure.
+
+It lives under the Jupyter data dir by default and outlives kernels, servers
+and the cluster's own objects. WAL mode and a busy timeout let a kernel, the
+supervisors and the server write concurrently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .events import PENDING, TERMINAL_PHASES
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    framework TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    workers INTEGER NOT NULL,
+    gpus INTEGER NOT NULL,
+    spec TEXT NOT NULL,
+    cell TEXT NOT NULL,
+    notebook TEXT,
+    workdir TEXT,
+    message TEXT NOT NULL DEFAULT '',
+    failure TEXT,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    supervisor_pid INTEGER,
+    supervisor_start TEXT,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL
+);
+CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created DESC);
+"""
+
+_JSON_FIELDS = ("spec", "failure")
+
+
+class JobNotFound(KeyError):
+    """No job matches the id or prefix given."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclasses.dataclass
+class JobRecord:
+    """One job as the store knows it."""
+
+    id: str
+    name: str
+    phase: str
+    framework: str
+    backend: str
+    workers: int
+    gpus: int
+    spec: dict[str, Any]
+    cell: str
+    notebook: str | None = None
+    workdir: str | None = None
+    message: str = ""
+    failure: dict[str, Any] | None = None
+    attempt: int = 0
+    supervisor_pid: int | None = None
+    supervisor_start: str | None = None
+    created: float = dataclasses.field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.phase in TERMINAL_PHASES
+
+    def summary(self) -> dict[str, Any]:
+        """The public JSON view (``list --json``, ``show --json``)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "phase": self.phase,
+            "framework": self.framework,
+            "backend": self.backend,
+            "workers": self.workers,
+            "gpus": self.gpus,
+            "created": _iso(self.created),
+            "started": _iso(self.started),
+            "finished": _iso(self.finished),
+            "failure": self.failure,
+            "message": self.message,
+            "attempt": self.attempt,
+            "notebook": self.notebook,
+        }
+
+
+def new_job_id() -> str:
+    """A fresh, unguessable, DNS-safe job id (12 hex digits)."""
+    return secrets.token_hex(6)
+
+
+class JobStore:
+    """SQLite-backed job history at ``path`` (created with mode 0600)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not self.path.exists():
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        with self._connect() as db:
+            db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.row_factory = sqlite3.Row
+            yield db
+        finally:
+            db.close()
+
+    def add(self, record: JobRecord) -> JobRecord:
+        """Insert a new job."""
+        row = _to_row(record)
+        columns = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        with self._connect() as db:
+            db.execute(f"INSERT INTO jobs ({columns}) VALUES ({marks})", tuple(row.values()))
+        return record
+
+    def get(self, job_id: str) -> JobRecord:
+        """The job with this id or unique id prefix; raises :class:`JobNotFound`."""
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchall()
+            if not rows and job_id and all(c in "0123456789abcdef" for c in job_id):
+                rows = db.execute(
+                    "SELECT * FROM jobs WHERE id LIKE ? LIMIT 2", (job_id + "%",)
+                ).fetchall()
+        if len(rows) != 1:
+            reason = "is ambiguous" if rows else "matches no job"
+            raise JobNotFound(f"job id {job_id!r} {reason}; `jupyter training list` shows ids")
+        return _from_row(rows[0])
+
+    def list(
+        self,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        phase: str | None = None,
+        backend: str | None = None,
+    ) -> list[JobRecord]:
+        """Jobs newest first, optionally filtered."""
+        clauses, params = [], []
+        for column, value in (("phase", phase), ("backend", backend)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        query = f"SELECT * FROM jobs {where} ORDER BY created DESC LIMIT ? OFFSET ?"
+        with self._connect() as db:
+            rows = db.execute(query, (*params, limit, offset)).fetchall()
+        return [_from_row(row) for row in rows]
+
+    def update(self, job_id: str, **fields: Any) -> None:
+        """Set ``fields`` on a job, whatever its phase."""
+        self._update(job_id, fields, only_active=False)
+
+    def set_phase(self, job_id: str, phase: str, **fields: Any) -> bool:
+        """Move an unfinished job to ``phase``; False if it had already ended."""
+        return self._update(job_id, {"phase": phase, **fields}, only_active=True)
+
+    def _update(self, job_id: str, fields: dict[str, Any], *, only_active: bool) -> bool:
+        row = {k: json.dumps(v) if k in _JSON_FIELDS else v for k, v in fields.items()}
+        assignments = ", ".join(f"{column} = ?" for column in row)
+        query = f"UPDATE jobs SET {assignments} WHERE id = ?"
+        params: list[Any] = [*row.values(), job_id]
+        if only_active:
+            query += f" AND phase NOT IN ({', '.join('?' for _ in TERMINAL_PHASES)})"
+            params.extend(sorted(TERMINAL_PHASES))
+        with self._connect() as db:
+            return db.execute(query, params).rowcount == 1
+
+
+def pending_record(job_id: str, spec: dict[str, Any], cell: str, **fields: Any) -> JobRecord:
+    """A new Pending record for ``spec``."""
+    return JobRecord(
+        id=job_id,
+        name=spec.get("name") or f"job-{job_id}",
+        phase=PENDING,
+        framework=spec["framework"],
+        backend=spec["backend"],
+        workers=spec["workers"],
+        gpus=spec["gpus"],
+        spec=spec,
+        cell=cell,
+        **fields,
+    )
+
+
+def _to_row(record: JobRecord) -> dict[str, Any]:
+    row = dataclasses.asdict(record)
+    for key in _JSON_FIELDS:
+        row[key] = json.dumps(row[key])
+    return row
+
+
+def _from_row(row: sqlite3.Row) -> JobRecord:
+    data = dict(row)
+    for key in _JSON_FIELDS:
+        data[key] = json.loads(data[key]) if data[key] is not None else None
+    return JobRecord(**data)
+
+
+def _iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(timestamp)) + (
+        f".{int(timestamp % 1 * 1000):03d}Z"
+    )
