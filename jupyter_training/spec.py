@@ -37,6 +37,8 @@ RESERVED_ENV = frozenset(
         "DMLC_TASK_ID",
         "DMLC_NUM_WORKER",
         "CUDA_VISIBLE_DEVICES",
+        "JUPYTER_TRAINING_FRAMEWORK",
+        "JUPYTER_TRAINING_JOB_ID",
     }
 )
 

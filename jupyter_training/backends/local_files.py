@@ -75,7 +75,7 @@ class JobFiles:
         except OSError:
             return [], None
         plain, error = [], None
-        for line in text.splitlines():
+        for line in text.split("\n"):  # not splitlines(): records start with \x1e
             body, record = records.split(line)
             if record is not None and record.get("type") == "error":
                 error = record

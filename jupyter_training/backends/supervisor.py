@@ -61,7 +61,12 @@ def visible_gpu_ids(environ: dict[str, str] | None = None) -> list[str]:
 
 
 def worker_env(
-    spec: dict[str, Any], rank: int, port: int, gpu_ids: list[str], base: dict[str, str]
+    job_id: str,
+    spec: dict[str, Any],
+    rank: int,
+    port: int,
+    gpu_ids: list[str],
+    base: dict[str, str],
 ) -> dict[str, str]:
     """The environment of ``rank``: the Kubeflow contract for the spec's framework."""
     world = spec["workers"]
@@ -76,6 +81,7 @@ def worker_env(
         PYTHONUNBUFFERED="1",
         CUDA_VISIBLE_DEVICES=",".join(gpu_ids[rank * gpus : (rank + 1) * gpus]),
         JUPYTER_TRAINING_FRAMEWORK=spec["framework"],
+        JUPYTER_TRAINING_JOB_ID=job_id,
     )
     if spec["framework"] == "pytorch":
         # One process per "node", as in a PyTorchJob or TrainJob pod: LOCAL_RANK 0
@@ -177,7 +183,7 @@ class Supervisor:
         base_env = dict(os.environ)
         for rank in range(self.spec["workers"]):
             self.workers[rank] = self.spawn(
-                rank, worker_env(self.spec, rank, port, gpu_ids, base_env)
+                rank, worker_env(self.job_id, self.spec, rank, port, gpu_ids, base_env)
             )
         now = time.time()
         if attempt == 0:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from collections.abc import Iterator
 
 
@@ -28,6 +29,10 @@ def xgboost_collective() -> Iterator[None]:
     if rank == 0:
         tracker = RabitTracker(n_workers=world, host_ip=host, port=port, sortby="task")
         tracker.start()
+    elif host in _LOOPBACK:
+        # XGBoost retries a refused connection only after a ~2 s back-off; a local
+        # worker can see when rank 0's tracker listens without connecting to it.
+        wait_for_local_listener(port, timeout=120)
     args = {
         "dmlc_tracker_uri": host,
         "dmlc_tracker_port": port,
@@ -39,6 +44,35 @@ def xgboost_collective() -> Iterator[None]:
         yield
     if tracker is not None:
         tracker.wait_for()
+
+
+_LOOPBACK = ("127.0.0.1", "localhost")
+_TCP_LISTEN = "0A"
+
+
+def wait_for_local_listener(port: int, timeout: float) -> bool:
+    """Wait until a socket on this host listens on ``port`` (read from /proc/net)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _is_listening(port):
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def _is_listening(port: int) -> bool:
+    wanted = f":{port:04X}"
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as rows:
+                next(rows, None)
+                for row in rows:
+                    fields = row.split()
+                    if fields[1].endswith(wanted) and fields[3] == _TCP_LISTEN:
+                        return True
+        except OSError:
+            return True  # no /proc: let XGBoost's own retries do the waiting
+    return False
 
 
 def framework_context(framework: str) -> contextlib.AbstractContextManager[None]:

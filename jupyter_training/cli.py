@@ -1,0 +1,77 @@
+"""``jupyter training`` (``jupyter-training``): list, show, follow and cancel jobs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from .client import TrainingClient
+from .events import PHASES
+from .store import JobNotFound
+from .widgets import TextJobView, format_job_table
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jupyter training", description="Inspect and control jupyter-training jobs."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    listing = commands.add_parser("list", help="List jobs, newest first.")
+    listing.add_argument("--json", action="store_true", help="Print JSON job records.")
+    listing.add_argument("-n", "--limit", type=int, default=50, help="At most N jobs (50).")
+    listing.add_argument("--phase", choices=PHASES, help="Only jobs in this phase.")
+
+    show = commands.add_parser("show", help="Show one job.")
+    show.add_argument("job_id", help="Job id or a unique prefix.")
+    show.add_argument("--json", action="store_true", help="Print the JSON job record.")
+
+    logs = commands.add_parser("logs", help="Print a job's output, prefixed by rank.")
+    logs.add_argument("job_id", help="Job id or a unique prefix.")
+    logs.add_argument("-f", "--follow", action="store_true", help="Keep printing until it ends.")
+    logs.add_argument("-r", "--rank", type=int, help="Only this rank's output.")
+
+    cancel = commands.add_parser("cancel", help="Cancel a job, stopping every worker.")
+    cancel.add_argument("job_id", help="Job id or a unique prefix.")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    client = TrainingClient()
+    try:
+        if args.command == "list":
+            records = client.list(limit=args.limit, phase=args.phase)
+            if args.json:
+                print(json.dumps([r.summary() for r in records], indent=2))
+            else:
+                print(format_job_table(records))
+        elif args.command == "show":
+            record = client.get(args.job_id)
+            if args.json:
+                print(json.dumps(record.summary(), indent=2))
+            else:
+                for key, value in record.summary().items():
+                    print(f"{key:>10}: {value}")
+                print(f"{'cell':>10}:\n{record.cell}")
+        elif args.command == "logs":
+            record = client.get(args.job_id)
+            view = TextJobView(record)
+            for event in client.logs(record.id, rank=args.rank, follow=args.follow):
+                view.handle(event)
+        elif args.command == "cancel":
+            record = client.cancel(args.job_id)
+            print(f"{record.id} {record.phase}")
+    except JobNotFound as err:
+        print(f"jupyter training: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
