@@ -66,7 +66,7 @@ def capture_cell(
     line or the variable at fault.
     """
     tree = _parse(cell, filename)
-    wanted = _free_names(cell, filename) - _assigned_before_use(tree)
+    wanted = (_free_names(cell, filename) | _augmented_names(tree)) - _assigned_before_use(tree)
     capturer = _Capturer(namespace, set(hidden), list(history))
     with _namespace_as_main(namespace):
         found = capturer.run(sorted(wanted))
@@ -125,6 +125,15 @@ def _free_names(source: str, filename: str) -> set[str]:
             if symbol.is_referenced() and symbol.is_global():
                 names.add(symbol.get_name())
     return names
+
+
+def _augmented_names(tree: ast.Module) -> set[str]:
+    """Top-level ``x += ...`` targets: they read ``x`` though symtable calls it a store."""
+    return {
+        node.target.id
+        for node in _walk_same_scope(tree)
+        if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name)
+    }
 
 
 def _assigned_before_use(tree: ast.Module) -> set[str]:

@@ -1,0 +1,67 @@
+import pytest
+
+from jupyter_training.spec import JobSpec, SpecError, check_job_name, parse_env_assignments
+
+
+def test_defaults_are_valid():
+    spec = JobSpec()
+    assert (spec.framework, spec.workers, spec.gpus, spec.backend) == ("pytorch", 2, 0, "local")
+
+
+@pytest.mark.parametrize(
+    ("changes", "flag", "hint"),
+    [
+        ({"workers": 0}, "--workers", ">= 1"),
+        ({"workers": "3"}, "--workers", "whole number"),
+        ({"workers": True}, "--workers", "whole number"),
+        ({"gpus": -1}, "--gpus", ">= 0"),
+        ({"framework": "jax"}, "--framework", "pytorch, xgboost"),
+        ({"backend": "slurm"}, "--backend", "local, kubernetes"),
+        ({"max_restarts": -2}, "--max-restarts", ">= 0"),
+        ({"timeout": 0}, "--timeout", "positive"),
+        ({"timeout": float("nan")}, "--timeout", "positive"),
+        ({"timeout": "soon"}, "--timeout", "number of seconds"),
+        ({"name": "My_Job"}, "--name", "DNS-1123"),
+        ({"name": "-job"}, "--name", "DNS-1123"),
+        ({"name": "a" * 64}, "--name", "at most 63"),
+        ({"name": ""}, "--name", "non-empty"),
+        ({"env": {"1BAD": "x"}}, "--env", "valid variable name"),
+        ({"env": {"RANK": "3"}}, "--env", "set by the training runtime"),
+        ({"env": {"OK": 3}}, "--env", "must be a string"),
+        ({"cpu": "two"}, "--cpu", "Kubernetes quantity"),
+        ({"memory": "4GB"}, "--memory", "Kubernetes quantity"),
+    ],
+)
+def test_each_bad_value_names_its_flag(changes, flag, hint):
+    with pytest.raises(SpecError) as caught:
+        JobSpec(**changes)
+    assert caught.value.field == flag
+    assert str(caught.value).startswith(flag)
+    assert hint in str(caught.value)
+
+
+@pytest.mark.parametrize("quantity", ["2", "500m", "0.5", "4Gi", "512Mi", "1e3"])
+def test_kubernetes_quantities_accepted(quantity):
+    assert JobSpec(cpu=quantity, memory=quantity).cpu == quantity
+
+
+def test_round_trip_through_dict():
+    spec = JobSpec(framework="xgboost", workers=4, name="xgb-1", env={"SEED": "1"}, timeout=60)
+    assert JobSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_from_dict_refuses_unknown_keys_by_name():
+    with pytest.raises(SpecError) as caught:
+        JobSpec.from_dict({"workers": 2, "wrokers": 3})
+    assert caught.value.field == "wrokers"
+    assert "known settings" in str(caught.value)
+
+
+def test_env_assignments():
+    assert parse_env_assignments(["A=1", "B=x=y", "C="]) == {"A": "1", "B": "x=y", "C": ""}
+    with pytest.raises(SpecError, match="--env: 'NOEQUALS' is not KEY=VALUE"):
+        parse_env_assignments(["NOEQUALS"])
+
+
+def test_job_name_accepts_dns_labels():
+    assert check_job_name("mnist-ddp-2") == "mnist-ddp-2"
