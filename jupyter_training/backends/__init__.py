@@ -11,14 +11,16 @@ if TYPE_CHECKING:
 
 
 def make_backend(name: str, store: JobStore, settings: TrainingSettings) -> Backend:
-    """The backend called ``name``; raises ValueError naming the known ones."""
+    """The backend called ``name``; raises SubmitError naming the known ones."""
+    from .base import SubmitError
+
     if name == "local":
         from .local import LocalBackend
 
         return LocalBackend(store, settings)
     if name == "kubernetes":
-        raise ValueError(
+        raise SubmitError(
             "--backend: the kubernetes backend is not available in this version yet; "
             "use --backend local"
         )
-    raise ValueError(f"--backend: {name!r} is not one of local, kubernetes")
+    raise SubmitError(f"--backend: {name!r} is not one of local, kubernetes")

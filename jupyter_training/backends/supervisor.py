@@ -115,12 +115,12 @@ def free_port() -> int:
 
 
 def process_start_time(pid: int) -> str | None:
-    """The kernel's start-time stamp of ``pid`` (tells a live pid from a reused one)."""
+    """Start-time stamp of a live ``pid`` (tells it from a reused pid); None if gone."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    return None if fields[0] in ("Z", "X") else fields[19]  # a zombie is not alive
 
 
 def _die_with_parent() -> None:
