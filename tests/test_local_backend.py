@@ -166,8 +166,10 @@ def test_restarts_run_out(client):
 
 
 def test_timeout_fails_the_job(client):
-    record, _ = run_to_end(client, JobSpec(workers=2, timeout=1), "import time; time.sleep(600)")
+    spec = JobSpec(workers=2, timeout=1, max_restarts=2)
+    record, _ = run_to_end(client, spec, "import time; time.sleep(600)")
     assert record.phase == FAILED
+    assert record.attempt == 0  # a job out of time is not restarted
     assert "timed out after 1 s" in record.message
     assert processes_of(record.id) == []
 

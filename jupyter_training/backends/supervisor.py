@@ -163,6 +163,8 @@ class Supervisor:
         attempt = 0
         while True:
             outcome, failure = self.run_attempt(attempt, gpu_ids)
+            if self.stop_reason == "cancel":  # a cancel during a stop wins over a restart
+                outcome = "cancelled"
             if outcome == "succeeded":
                 self.set_phase(SUCCEEDED, "all workers exited with code 0", finished=time.time())
                 return
@@ -218,7 +220,7 @@ class Supervisor:
             if self.deadline is not None and time.time() > self.deadline:
                 self.stop_workers()
                 reason = f"timed out after {self.spec['timeout']:g} s (--timeout)"
-                return "failed", {"reason": reason, "rank": None, "exit_code": None}
+                return "timed out", {"reason": reason, "rank": None, "exit_code": None}
             newly_failed = []
             for rank, process in self.workers.items():
                 code = process.poll()

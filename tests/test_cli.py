@@ -1,0 +1,100 @@
+"""`jupyter training` / `jupyter-training`: list, show, logs, cancel."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from jupyter_training.client import TrainingClient
+from jupyter_training.events import CANCELLED, RUNNING, SUCCEEDED
+from jupyter_training.spec import JobSpec
+
+from conftest import processes_of, wait_until
+
+BIN = Path(sys.executable).parent
+
+
+def cli(*args, check=True):
+    return subprocess.run(
+        [str(BIN / "jupyter-training"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=check,
+    )
+
+
+def finished_job(client, cell, **spec):
+    record = client.submit(JobSpec(**spec), cell, {})
+    list(client.events(record.id))
+    return client.get(record.id)
+
+
+def test_list_and_show_json(settings):
+    client = TrainingClient(settings)
+    first = finished_job(client, "print('a')", workers=1, name="first")
+    second = finished_job(client, "raise SystemExit(2)", workers=2, name="second")
+    listed = json.loads(cli("list", "--json").stdout)
+    assert [job["id"] for job in listed] == [second.id, first.id]
+    keys = {
+        "id",
+        "name",
+        "phase",
+        "framework",
+        "backend",
+        "workers",
+        "gpus",
+        "created",
+        "started",
+        "finished",
+        "failure",
+    }
+    assert keys <= set(listed[0])
+    assert listed[0]["phase"] == "Failed" and listed[0]["failure"]["exit_code"] == 2
+    assert listed[1]["phase"] == SUCCEEDED and listed[1]["failure"] is None
+    shown = json.loads(cli("show", first.id[:6], "--json").stdout)
+    assert shown == listed[1]
+    failed_only = json.loads(cli("list", "--json", "--phase", "Failed").stdout)
+    assert [job["id"] for job in failed_only] == [second.id]
+    table = cli("list").stdout
+    assert table.splitlines()[0].split()[:3] == ["ID", "NAME", "PHASE"]
+
+
+def test_jupyter_subcommand_and_logs(settings):
+    client = TrainingClient(settings)
+    record = finished_job(
+        client, "import jupyter_training as jt\nprint('hi', jt.rank())", workers=2
+    )
+    out = subprocess.run(
+        [str(BIN / "jupyter"), "training", "logs", record.id],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert sorted(out.splitlines()) == ["[rank 0] hi 0", "[rank 1] hi 1"]
+    assert cli("logs", record.id, "--rank", "1").stdout.splitlines() == ["[rank 1] hi 1"]
+
+
+def test_logs_follow_and_cancel(settings):
+    client = TrainingClient(settings)
+    record = client.submit(
+        JobSpec(workers=2), "import time\nprint('up', flush=True)\ntime.sleep(600)", {}
+    )
+    wait_until(lambda: client.get(record.id).phase == RUNNING)
+    follower = subprocess.Popen(
+        [str(BIN / "jupyter-training"), "logs", record.id, "--follow"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert cli("cancel", record.id).stdout.split() == [record.id, CANCELLED]
+    out, _ = follower.communicate(timeout=30)
+    assert follower.returncode == 0  # --follow ends with the job
+    assert "[rank 0] up" in out
+    wait_until(lambda: processes_of(record.id) == [], timeout=10)
+
+
+def test_unknown_id_is_a_clear_error():
+    result = cli("show", "nope", check=False)
+    assert result.returncode == 2
+    assert "job id 'nope' matches no job" in result.stderr
