@@ -340,7 +340,10 @@ def _check_size(payload: Payload, max_bytes: int) -> None:
 
 
 def _mb(nbytes: int) -> str:
-    return f"{nbytes / 1e6:.1f} MB"
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= size:
+            return f"{nbytes / size:.1f} {unit}"
+    return f"{nbytes} bytes"
 
 
 def write_payload(payload: Payload, path: Path) -> None:

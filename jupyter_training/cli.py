@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 
+from .backends.base import SubmitError
 from .client import TrainingClient
 from .events import PHASES
 from .store import JobNotFound
@@ -68,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except JobNotFound as err:
         print(f"jupyter training: {err}", file=sys.stderr)
         return 2
+    except SubmitError as err:
+        print(f"jupyter training: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return 0

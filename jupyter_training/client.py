@@ -16,7 +16,7 @@ from typing import Any
 from .backends import make_backend
 from .backends.base import Backend, SubmitError
 from .capture import CaptureError, capture_cell
-from .events import FAILED, Event
+from .events import FAILED, Event, phase_event
 from .settings import TrainingSettings, load_settings
 from .spec import JobSpec
 from .store import JobRecord, JobStore, new_job_id, pending_record
@@ -91,27 +91,48 @@ class TrainingClient:
             self.store.add(record)
 
     def get(self, job_id: str) -> JobRecord:
-        """The job's current record, from the backend that runs it."""
+        """The job's current record (a running job's as its backend sees it now)."""
         record = self.store.get(job_id)
+        if record.is_terminal:
+            return record  # history needs no backend, and its backend may be gone
         return self.backend(record.backend).get(record.id)
 
     def list(self, *, limit: int = 50, phase: str | None = None) -> list[JobRecord]:
-        """Jobs of every backend, newest first."""
-        return self.store.list(limit=limit, phase=phase)
+        """Jobs of every backend, newest first, unfinished ones checked with their backend."""
+        records = self.store.list(limit=limit, phase=phase)
+        return [r if r.is_terminal else self._refresh(r) for r in records]
+
+    def _refresh(self, record: JobRecord) -> JobRecord:
+        try:
+            return self.backend(record.backend).get(record.id)
+        except SubmitError:
+            return record
 
     def events(self, job_id: str, *, follow: bool = True) -> Iterator[Event]:
-        """The job's event stream (see :mod:`jupyter_training.events`)."""
+        """The job's event stream (see :mod:`jupyter_training.events`).
+
+        A job that never started (a failed submission) yields its final phase.
+        """
         record = self.store.get(job_id)
-        return self.backend(record.backend).events(record.id, follow=follow)
+        produced = False
+        if not (record.is_terminal and record.started is None):
+            for event in self.backend(record.backend).events(record.id, follow=follow):
+                produced = True
+                yield event
+        if not produced and record.is_terminal:
+            yield phase_event(record.id, record.phase, record.message)
 
     def logs(
         self, job_id: str, *, rank: int | None = None, follow: bool = False
     ) -> Iterator[Event]:
         """The job's ``log`` events, optionally of one rank."""
-        record = self.store.get(job_id)
-        return self.backend(record.backend).logs(record.id, rank=rank, follow=follow)
+        for event in self.events(job_id, follow=follow):
+            if event.kind == "log" and (rank is None or event.rank == rank):
+                yield event
 
     def cancel(self, job_id: str) -> JobRecord:
         """Stop the job and return its final record."""
         record = self.store.get(job_id)
+        if record.is_terminal:
+            return record
         return self.backend(record.backend).cancel(record.id)

@@ -32,7 +32,7 @@ class TextJobView:
         gpus = f", {spec['gpus']} GPU(s) each" if spec["gpus"] else ""
         self.out.write(
             f"[{self.record.name}] job {self.record.id}: {spec['framework']}, "
-            f"{spec['workers']} workers{gpus}, backend {spec['backend']}\n"
+            f"{_plural(spec['workers'], 'worker')}{gpus}, backend {spec['backend']}\n"
         )
 
     def handle(self, event: Event) -> None:
@@ -75,6 +75,10 @@ def format_job_table(records: list[JobRecord]) -> str:
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in rows
     )
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def _duration(seconds: float) -> str:

@@ -1,10 +1,15 @@
 """`jupyter training` / `jupyter-training`: list, show, logs, cancel."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from jupyter_training.backends.base import SubmitError
 from jupyter_training.client import TrainingClient
 from jupyter_training.events import CANCELLED, RUNNING, SUCCEEDED
 from jupyter_training.spec import JobSpec
@@ -98,3 +103,26 @@ def test_unknown_id_is_a_clear_error():
     result = cli("show", "nope", check=False)
     assert result.returncode == 2
     assert "job id 'nope' matches no job" in result.stderr
+
+
+def test_failed_submission_is_history_that_every_command_can_read(settings):
+    client = TrainingClient(settings)
+    with pytest.raises(SubmitError):
+        client.submit(JobSpec(backend="kubernetes", name="never-ran"), "print('kept')", {})
+    (record,) = client.list()
+    shown = json.loads(cli("show", record.id, "--json").stdout)
+    assert (shown["name"], shown["phase"]) == ("never-ran", "Failed")
+    assert "not submitted" in shown["failure"]["reason"]
+    assert cli("logs", record.id).stdout == ""
+    assert cli("cancel", record.id).stdout.split() == [record.id, "Failed"]
+
+
+def test_list_notices_a_lost_supervisor(settings):
+    client = TrainingClient(settings)
+    record = client.submit(JobSpec(workers=1), "import time\ntime.sleep(600)", {})
+    wait_until(lambda: client.get(record.id).phase == RUNNING)
+    os.kill(client.get(record.id).supervisor_pid, signal.SIGKILL)
+    wait_until(lambda: processes_of(record.id) == [], timeout=10)
+    listed = json.loads(cli("list", "--json").stdout)
+    assert listed[0]["phase"] == "Failed"
+    assert listed[0]["failure"]["reason"].startswith("supervisor lost")

@@ -191,7 +191,7 @@ class Supervisor:
         if attempt == 0:
             timeout = self.spec.get("timeout")
             self.deadline = now + timeout if timeout else None
-            self.set_phase(RUNNING, f"{self.spec['workers']} workers started", started=now)
+            self.set_phase(RUNNING, f"{self.spec['workers']} worker(s) started", started=now)
         else:
             self.set_phase(RUNNING, f"attempt {attempt + 1}: all workers restarted")
         return self.watch()

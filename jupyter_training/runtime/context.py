@@ -25,5 +25,5 @@ def local_rank() -> int:
 
 
 def is_main() -> bool:
-    """True on rank 0, the worker whose results come back to the notebook."""
+    """True on rank 0, the worker that by convention saves, logs and reports."""
     return rank() == 0
