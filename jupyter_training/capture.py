@@ -57,6 +57,8 @@ def capture_cell(
     history: Iterable[str] = (),
     max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     filename: str = "<cell>",
+    files: Iterable[str] = (),
+    root: Path | None = None,
 ) -> Payload:
     """Package ``cell`` with the names of ``namespace`` it uses.
 
@@ -76,6 +78,7 @@ def capture_cell(
         imports=found.imports,
         definitions=list(reversed(found.definitions)),
         values=found.values,
+        files=collect_files(files, root or Path.cwd()),
     )
     _check_size(payload, max_bytes)
     return payload
@@ -100,6 +103,31 @@ def _namespace_as_main(namespace: Mapping[str, Any]) -> Iterator[None]:
     finally:
         if current is not None:
             sys.modules["__main__"] = current
+
+
+def collect_files(paths: Iterable[str], root: Path) -> list[tuple[str, bytes]]:
+    """Read ``--files`` (files or directories) as (relative path, bytes) pairs.
+
+    Relative paths keep their layout; an absolute path ships under its base name.
+    """
+    collected: list[tuple[str, bytes]] = []
+    for given in paths:
+        path = Path(given) if Path(given).is_absolute() else root / given
+        if not path.exists():
+            raise CaptureError(f"--files: {given!r} does not exist (looked in {path.parent})")
+        base = Path(path.name) if Path(given).is_absolute() else Path(given)
+        if any(part == ".." for part in base.parts):
+            raise CaptureError(
+                f"--files: {given!r} leaves the working directory; "
+                "use an absolute path to ship it under its own name"
+            )
+        members = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for member in members:
+            if "__pycache__" in member.parts:
+                continue
+            relative = base / member.relative_to(path) if path.is_dir() else base
+            collected.append((relative.as_posix(), member.read_bytes()))
+    return collected
 
 
 def _parse(source: str, filename: str) -> ast.Module:

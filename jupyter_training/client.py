@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from .backends import make_backend
@@ -18,7 +19,7 @@ from .backends.base import Backend, SubmitError
 from .capture import CaptureError, capture_cell
 from .events import FAILED, Event, phase_event
 from .settings import TrainingSettings, load_settings
-from .spec import JobSpec
+from .spec import JobSpec, SpecError
 from .store import JobRecord, JobStore, new_job_id, pending_record
 
 
@@ -62,13 +63,38 @@ class TrainingClient:
                 hidden=hidden,
                 history=history,
                 max_bytes=self.settings.max_payload_bytes,
+                files=spec.files,
+                root=Path(workdir),
             )
             return backend.submit(
                 spec, payload, cell=cell, notebook=notebook, workdir=workdir, job_id=job_id
             )
-        except (CaptureError, SubmitError, ValueError, OSError) as err:
+        except (CaptureError, SubmitError, SpecError, OSError) as err:
             self._record_failed_submission(job_id, spec, cell, notebook, workdir, err)
             raise
+
+    def dry_run(
+        self,
+        spec: JobSpec,
+        cell: str,
+        namespace: Mapping[str, Any] | None = None,
+        *,
+        hidden: Iterable[str] = (),
+        history: Iterable[str] = (),
+        notebook: str | None = None,
+        workdir: str | None = None,
+    ) -> str:
+        """What submitting would create or start, as text; nothing is recorded or launched."""
+        payload = capture_cell(
+            cell,
+            namespace or {},
+            hidden=hidden,
+            history=history,
+            max_bytes=self.settings.max_payload_bytes,
+            files=spec.files,
+            root=Path(workdir or os.getcwd()),
+        )
+        return self.backend(spec.backend).dry_run(spec, payload, notebook=notebook)
 
     def _record_failed_submission(
         self,

@@ -23,7 +23,13 @@ from .client import TrainingClient
 from .errors import JobCancelledError, JobFailedError
 from .events import CANCELLED, SUCCEEDED
 from .settings import load_settings
-from .spec import FRAMEWORKS, JobSpec, SpecError, parse_env_assignments
+from .spec import (
+    FRAMEWORKS,
+    JobSpec,
+    SpecError,
+    parse_assignments,
+    parse_env_assignments,
+)
 from .store import JobNotFound, JobRecord
 from .widgets import TextJobView, format_job_table
 
@@ -77,8 +83,67 @@ def spec_args(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+def cluster_args(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Flags for resources, placement and shipping (most apply to Kubernetes only)."""
+    decorators = [
+        argument(
+            "--files",
+            nargs="+",
+            default=[],
+            metavar="PATH",
+            help="Local modules, files or directories to ship into the job's directory.",
+        ),
+        argument("--cpu", default=None, help="CPU request per worker, e.g. 4 or 500m (k8s)."),
+        argument("--memory", default=None, help="Memory per worker, e.g. 16Gi (k8s)."),
+        argument(
+            "--image",
+            default=None,
+            help="Container image (k8s; default c.TrainingApp.pytorch_image/xgboost_image).",
+        ),
+        argument("--namespace", default=None, help="Namespace (k8s; default from kubeconfig)."),
+        argument("--context", default=None, help="kubeconfig context (k8s)."),
+        argument(
+            "--api",
+            choices=("auto", "v1", "v2"),
+            default=None,
+            help="Kubeflow API: v1 PyTorchJob/XGBoostJob, v2 TrainJob (default auto).",
+        ),
+        argument("--runtime", default=None, help="TrainJob runtime (k8s, --api v2)."),
+        argument(
+            "--node-selector",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="Node label every worker must match (k8s, repeatable).",
+        ),
+        argument(
+            "--pip",
+            action="append",
+            default=[],
+            metavar="PKG",
+            help="Package to pip-install in each worker at start (k8s, repeatable).",
+        ),
+        argument("--queue", default=None, help="Kueue/Volcano queue for gang scheduling (k8s)."),
+        argument(
+            "--volume",
+            action="append",
+            default=[],
+            metavar="CLAIM:PATH",
+            help="PersistentVolumeClaim to mount at PATH in every worker (k8s, repeatable).",
+        ),
+    ]
+    for decorate in reversed(decorators):
+        func = decorate(func)
+    return func
+
+
 def run_args(func: Callable[..., Any]) -> Callable[..., Any]:
     """Flags that say how the cell waits for its job."""
+    func = argument(
+        "--dry-run",
+        action="store_true",
+        help="Print what would be created or started, and launch nothing.",
+    )(func)
     return argument(
         "--detach", action="store_true", help="Return at once with the job id instead of waiting."
     )(func)
@@ -104,6 +169,7 @@ class TrainingMagics(Magics):
 
     @magic_arguments()
     @spec_args
+    @cluster_args
     @run_args
     @cell_magic
     def train_distributed(self, line: str, cell: str) -> None:
@@ -114,16 +180,17 @@ class TrainingMagics(Magics):
         """
         args = parse_argstring(self.train_distributed, line)
         spec = self._build_spec(args)
+        context = {
+            "hidden": self._hidden_names(),
+            "history": self._history(),
+            "notebook": _notebook_path(self.shell),
+        }
         try:
-            record = self.client.submit(
-                spec,
-                cell,
-                self.shell.user_ns,
-                hidden=self._hidden_names(),
-                history=self._history(),
-                notebook=_notebook_path(self.shell),
-            )
-        except (CaptureError, SubmitError) as err:
+            if args.dry_run:
+                print(self.client.dry_run(spec, cell, self.shell.user_ns, **context), end="")
+                return
+            record = self.client.submit(spec, cell, self.shell.user_ns, **context)
+        except (CaptureError, SubmitError, SpecError) as err:
             raise UsageError(str(err)) from None
         view = TextJobView(record)
         view.show_submitted()
@@ -146,6 +213,18 @@ class TrainingMagics(Magics):
                 env=parse_env_assignments(args.env),
                 max_restarts=args.max_restarts,
                 timeout=args.timeout,
+                files=args.files,
+                cpu=args.cpu,
+                memory=args.memory,
+                image=args.image,
+                namespace=args.namespace,
+                context=args.context,
+                api=args.api or self.client.settings.api,
+                runtime=args.runtime,
+                node_selector=parse_assignments("--node-selector", args.node_selector),
+                pip=args.pip,
+                queue=args.queue,
+                volumes=args.volume,
             )
         except SpecError as err:
             raise UsageError(str(err)) from None

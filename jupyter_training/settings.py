@@ -39,6 +39,70 @@ class TrainingSettings(Configurable):
         help="Seconds workers get after SIGTERM before SIGKILL when a job stops.",
     )
 
+    # Kubernetes backend
+    namespace = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="Namespace for Kubernetes jobs (default: the kubeconfig context's namespace, "
+        "or the notebook pod's own namespace in a cluster, else 'default').",
+    )
+    kubeconfig = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config).",
+    )
+    context = Unicode(None, allow_none=True, config=True, help="kubeconfig context to use.")
+    api = Enum(
+        ["auto", "v1", "v2"],
+        "auto",
+        config=True,
+        help="Kubeflow API: v1 (PyTorchJob/XGBoostJob), v2 (TrainJob) or auto "
+        "(what the cluster has; v2 when it has both).",
+    )
+    pytorch_image = Unicode(
+        "docker.io/pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime",
+        config=True,
+        help="Default container image for PyTorch workers.",
+    )
+    xgboost_image = Unicode(
+        "ghcr.io/kubeflow/trainer/xgboost-runtime:latest",
+        config=True,
+        help="Default container image for XGBoost workers.",
+    )
+    pytorch_runtime = Unicode(
+        "torch-distributed", config=True, help="TrainJob (v2) runtime for PyTorch jobs."
+    )
+    xgboost_runtime = Unicode(
+        "xgboost-distributed", config=True, help="TrainJob (v2) runtime for XGBoost jobs."
+    )
+    gpu_resource_name = Unicode(
+        "nvidia.com/gpu",
+        config=True,
+        help="Extended resource that --gpus requests (amd.com/gpu, ...).",
+    )
+    ttl_seconds_after_finished = Int(
+        86400,
+        config=True,
+        help="Seconds a finished v1 job (and its pods' logs) stay in the cluster.",
+    )
+    clean_pod_policy = Enum(
+        ["All", "Running", "None"],
+        "Running",
+        config=True,
+        help="Which pods a finished v1 job deletes "
+        "(Running: stragglers only, so the others' logs stay).",
+    )
+    configmap_max_bytes = Int(
+        1_000_000,
+        config=True,
+        help="Largest payload shipped in a ConfigMap (the API server caps objects near 1 MiB).",
+    )
+    request_timeout = Float(
+        30.0, config=True, help="Seconds to wait for a Kubernetes API response (watches excepted)."
+    )
+
     @default("data_dir")
     def _default_data_dir(self) -> str:
         return str(Path(jupyter_data_dir()) / "training")

@@ -39,10 +39,34 @@ RESERVED_ENV = frozenset(
         "CUDA_VISIBLE_DEVICES",
         "JUPYTER_TRAINING_FRAMEWORK",
         "JUPYTER_TRAINING_JOB_ID",
+        "JUPYTER_TRAINING_FILES_DIR",
+        "JUPYTER_TRAINING_PIP",
     }
 )
 
+APIS = ("auto", "v1", "v2")
+KUBERNETES_ONLY = (
+    "api",
+    "runtime",
+    "image",
+    "namespace",
+    "context",
+    "node_selector",
+    "pip",
+    "queue",
+    "volumes",
+    "cpu",
+    "memory",
+)
+
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_SUBDOMAIN = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+_LABEL_NAME = re.compile(r"^(?=.{1,63}$)[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/:@]*$")
+_PIP_REQUIREMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-\[\],<>=!~+*:/@]*$")
+_EXAMPLES = {"--env": "SEED=1", "--node-selector": "disktype=ssd"}
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Kubernetes resource.Quantity: a decimal number with an optional SI or binary suffix.
 _QUANTITY = re.compile(r"^(\d+(\.\d+)?|\.\d+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|e\d+)?$")
@@ -75,9 +99,26 @@ class JobSpec:
     timeout: float | None = None
     cpu: str | None = None
     memory: str | None = None
+    files: tuple[str, ...] = ()
+    # Kubernetes only:
+    api: str = "auto"
+    runtime: str | None = None
+    image: str | None = None
+    namespace: str | None = None
+    context: str | None = None
+    node_selector: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    pip: tuple[str, ...] = ()
+    queue: str | None = None
+    volumes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "env", dict(self.env))
+        object.__setattr__(self, "node_selector", dict(self.node_selector))
+        for name in ("files", "pip", "volumes"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not isinstance(value, list | tuple):
+                raise SpecError(_flag(name), f"must be a list of strings, got {value!r}")
+            object.__setattr__(self, name, tuple(value))
         _check_choice("--framework", self.framework, FRAMEWORKS)
         _check_choice("--backend", self.backend, BACKENDS)
         _check_int("--workers", self.workers, minimum=1, example="--workers 2")
@@ -90,6 +131,47 @@ class JobSpec:
         for flag, value in (("--cpu", self.cpu), ("--memory", self.memory)):
             if value is not None:
                 _check_quantity(flag, value)
+        for path in self.files:
+            if not isinstance(path, str) or not path or "\x00" in path:
+                raise SpecError("--files", f"{path!r} is not a file path")
+        _check_choice("--api", self.api, APIS)
+        for flag, value in (("--runtime", self.runtime), ("--queue", self.queue)):
+            if value is not None:
+                _check_dns_name(flag, value, _DNS1123_SUBDOMAIN, 253)
+        if self.namespace is not None:
+            _check_dns_name("--namespace", self.namespace, _DNS1123_LABEL, MAX_NAME_LENGTH)
+        if self.image is not None and (
+            not isinstance(self.image, str) or not _IMAGE.match(self.image)
+        ):
+            raise SpecError(
+                "--image",
+                f"{self.image!r} is not an image reference such as "
+                "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime",
+            )
+        if self.context is not None and (not isinstance(self.context, str) or not self.context):
+            raise SpecError("--context", "must name a kubeconfig context")
+        _check_node_selector(self.node_selector)
+        for requirement in self.pip:
+            if not isinstance(requirement, str) or not _PIP_REQUIREMENT.match(requirement):
+                raise SpecError(
+                    "--pip",
+                    f"{requirement!r} is not a package requirement such as "
+                    "'scikit-learn==1.5.2' (options are not allowed)",
+                )
+        for volume in self.volumes:
+            parse_volume(volume)
+        if self.backend == "local":
+            self._check_local_only()
+
+    def _check_local_only(self) -> None:
+        for name in KUBERNETES_ONLY:
+            value = getattr(self, name)
+            default = JOBSPEC_DEFAULTS[name]
+            if value != default:
+                raise SpecError(
+                    _flag(name),
+                    "only applies to --backend kubernetes; remove it or add --backend kubernetes",
+                )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobSpec:
@@ -116,6 +198,31 @@ class JobSpec:
         return dataclasses.replace(self, **changes)
 
 
+def parse_volume(value: object) -> tuple[str, str]:
+    """``CLAIM:/mount/path`` -> (claim, path); raises ``SpecError('--volume')``."""
+    claim, sep, path = value.partition(":") if isinstance(value, str) else ("", "", "")
+    if not sep or not _DNS1123_SUBDOMAIN.match(claim) or not path.startswith("/"):
+        raise SpecError(
+            "--volume",
+            f"{value!r} is not CLAIM:/absolute/path, the name of a "
+            "PersistentVolumeClaim and where to mount it (for example work:/mnt/work)",
+        )
+    return claim, path
+
+
+def parse_assignments(flag: str, items: list[str] | None) -> dict[str, str]:
+    """Turn repeated ``--flag KEY=VALUE`` strings into a dict."""
+    result: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SpecError(
+                flag, f"{item!r} is not KEY=VALUE (for example {flag} {_EXAMPLES[flag]})"
+            )
+        result[key] = value
+    return result
+
+
 def check_job_name(name: object) -> str:
     """Return ``name`` if it is a DNS-1123 label, else raise ``SpecError('--name')``."""
     if not isinstance(name, str) or not name:
@@ -135,13 +242,38 @@ def check_job_name(name: object) -> str:
 
 def parse_env_assignments(items: list[str] | None) -> dict[str, str]:
     """Turn repeated ``--env KEY=VALUE`` strings into a dict."""
-    env: dict[str, str] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SpecError("--env", f"{item!r} is not KEY=VALUE (for example --env SEED=1)")
-        env[key] = value
-    return env
+    return parse_assignments("--env", items)
+
+
+def _flag(field: str) -> str:
+    return {"volumes": "--volume", "node_selector": "--node-selector"}.get(
+        field, "--" + field.replace("_", "-")
+    )
+
+
+def _check_dns_name(flag: str, value: object, pattern: re.Pattern[str], limit: int) -> None:
+    if not isinstance(value, str) or not pattern.match(value) or len(value) > limit:
+        raise SpecError(
+            flag,
+            f"{value!r} is not a valid Kubernetes name: use lowercase letters, "
+            "digits and '-', starting and ending with a letter or digit",
+        )
+
+
+def _check_node_selector(selector: Mapping[str, str]) -> None:
+    for key, value in selector.items():
+        prefix, _, name = key.rpartition("/") if isinstance(key, str) else ("", "", "")
+        if (prefix and not _DNS1123_SUBDOMAIN.match(prefix)) or not _LABEL_NAME.match(name):
+            raise SpecError(
+                "--node-selector",
+                f"{key!r} is not a label key such as nvidia.com/gpu.product or disktype",
+            )
+        if not isinstance(value, str) or (value and not _LABEL_NAME.match(value)):
+            raise SpecError(
+                "--node-selector",
+                f"{value!r} (for {key}) is not a label value: "
+                "at most 63 letters, digits, '-', '_' or '.'",
+            )
 
 
 def _check_choice(flag: str, value: object, choices: tuple[str, ...]) -> None:
@@ -190,3 +322,9 @@ def _check_quantity(flag: str, value: object) -> None:
             f"{value!r} is not a Kubernetes quantity (for example --cpu 2, --cpu 500m, "
             "--memory 4Gi)",
         )
+
+
+JOBSPEC_DEFAULTS = {
+    f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
+    for f in dataclasses.fields(JobSpec)
+}

@@ -149,3 +149,57 @@ def test_worker_traceback_shows_cell_lines_not_runtime_frames(tmp_path):
     assert 'File "<cell>", line 2' in result.stderr
     assert "raise KeyError('nope')" in result.stderr
     assert "jupyter_training/runtime" not in result.stderr.split("\x1e")[0]
+
+
+def test_trainjob_names_complete_the_contract():
+    from jupyter_training.runtime.context import complete_env
+
+    torch_pod = {
+        "PET_NODE_RANK": "2",
+        "PET_NNODES": "4",
+        "PET_MASTER_ADDR": "tj-node-0-0.tj",
+        "PET_MASTER_PORT": "29500",
+    }
+    complete_env(torch_pod)
+    assert (torch_pod["RANK"], torch_pod["WORLD_SIZE"]) == ("2", "4")
+    assert (torch_pod["MASTER_ADDR"], torch_pod["MASTER_PORT"]) == ("tj-node-0-0.tj", "29500")
+    assert torch_pod["LOCAL_RANK"] == "0"
+    assert "DMLC_TASK_ID" not in torch_pod
+    xgb_v1_pod = {
+        "RANK": "1",
+        "WORLD_SIZE": "2",
+        "MASTER_ADDR": "j-master-0",
+        "MASTER_PORT": "9999",
+    }
+    complete_env(xgb_v1_pod, framework="xgboost")
+    assert (xgb_v1_pod["DMLC_TASK_ID"], xgb_v1_pod["DMLC_TRACKER_URI"]) == ("1", "j-master-0")
+    assert (xgb_v1_pod["DMLC_NUM_WORKER"], xgb_v1_pod["DMLC_TRACKER_PORT"]) == ("2", "9999")
+
+
+def test_files_travel_and_are_importable(ip, tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    (project / "pkg").mkdir(parents=True)
+    (project / "helpers.py").write_text("def twice(x):\n    return 2 * x\n")
+    (project / "pkg" / "__init__.py").write_text("NAME = 'pkg'\n")
+    (project / "pkg" / "data.txt").write_text("payload data")
+    payload = capture_cell(
+        "import helpers, pkg\nprint(helpers.twice(21), pkg.NAME, open('pkg/data.txt').read())",
+        {},
+        files=["helpers.py", "pkg"],
+        root=project,
+    )
+    assert sorted(p for p, _ in payload.files) == ["helpers.py", "pkg/__init__.py", "pkg/data.txt"]
+    worker_dir = tmp_path / "worker"
+    worker_dir.mkdir()
+    monkeypatch.delenv("JUPYTER_TRAINING_FILES_DIR", raising=False)
+    result = run_payload(payload, worker_dir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["42", "pkg", "payload", "data"]
+
+
+def test_missing_or_escaping_files_are_refused(tmp_path):
+    with pytest.raises(CaptureError, match=r"--files: 'nope.py' does not exist"):
+        capture_cell("pass", {}, files=["nope.py"], root=tmp_path)
+    (tmp_path / "inner").mkdir()
+    with pytest.raises(CaptureError, match="leaves the working directory"):
+        capture_cell("pass", {}, files=["../inner"], root=tmp_path / "inner")

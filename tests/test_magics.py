@@ -132,10 +132,13 @@ def test_unknown_job_id_is_a_usage_error(ip):
         ip.run_line_magic("train_logs", "abcdef")
 
 
-def test_defaults_come_from_config(ip, jupyter_dirs):
+def test_defaults_come_from_config(ip, jupyter_dirs, monkeypatch):
     (jupyter_dirs / "config" / "jupyter_server_config.json").write_text(
         '{"TrainingApp": {"backend": "kubernetes"}}'
     )
+    monkeypatch.setenv("KUBECONFIG", str(jupyter_dirs / "no-such-kubeconfig"))
     ip.register_magics(TrainingMagics)
-    with pytest.raises(UsageError, match="kubernetes backend is not available"):
+    with pytest.raises(UsageError, match="no usable Kubernetes configuration"):
         cell_magic(ip, "-w 1", "print(1)")
+    (record,) = magics(ip).client.list()
+    assert (record.backend, record.phase) == ("kubernetes", FAILED)

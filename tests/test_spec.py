@@ -28,8 +28,30 @@ def test_defaults_are_valid():
         ({"env": {"1BAD": "x"}}, "--env", "valid variable name"),
         ({"env": {"RANK": "3"}}, "--env", "set by the training runtime"),
         ({"env": {"OK": 3}}, "--env", "must be a string"),
-        ({"cpu": "two"}, "--cpu", "Kubernetes quantity"),
-        ({"memory": "4GB"}, "--memory", "Kubernetes quantity"),
+        ({"cpu": "two", "backend": "kubernetes"}, "--cpu", "Kubernetes quantity"),
+        ({"memory": "4GB", "backend": "kubernetes"}, "--memory", "Kubernetes quantity"),
+        ({"image": "torch:2 ; rm -rf /", "backend": "kubernetes"}, "--image", "image reference"),
+        ({"namespace": "Team_A", "backend": "kubernetes"}, "--namespace", "Kubernetes name"),
+        ({"queue": "Q", "backend": "kubernetes"}, "--queue", "Kubernetes name"),
+        ({"runtime": "-x", "backend": "kubernetes"}, "--runtime", "Kubernetes name"),
+        ({"api": "v3", "backend": "kubernetes"}, "--api", "auto, v1, v2"),
+        ({"pip": ["--index-url=http://evil"], "backend": "kubernetes"}, "--pip", "options"),
+        ({"pip": "numpy", "backend": "kubernetes"}, "--pip", "list of strings"),
+        ({"volumes": ["data"], "backend": "kubernetes"}, "--volume", "CLAIM:/absolute/path"),
+        ({"volumes": ["data:rel/path"], "backend": "kubernetes"}, "--volume", "CLAIM:/absolute"),
+        (
+            {"node_selector": {"bad key!": "x"}, "backend": "kubernetes"},
+            "--node-selector",
+            "label key",
+        ),
+        (
+            {"node_selector": {"disk": "s s"}, "backend": "kubernetes"},
+            "--node-selector",
+            "label value",
+        ),
+        ({"image": "pytorch/pytorch"}, "--image", "only applies to --backend kubernetes"),
+        ({"node_selector": {"a": "b"}}, "--node-selector", "only applies to --backend kubernetes"),
+        ({"cpu": "2"}, "--cpu", "only applies to --backend kubernetes"),
     ],
 )
 def test_each_bad_value_names_its_flag(changes, flag, hint):
@@ -42,12 +64,24 @@ def test_each_bad_value_names_its_flag(changes, flag, hint):
 
 @pytest.mark.parametrize("quantity", ["2", "500m", "0.5", "4Gi", "512Mi", "1e3"])
 def test_kubernetes_quantities_accepted(quantity):
-    assert JobSpec(cpu=quantity, memory=quantity).cpu == quantity
+    assert JobSpec(backend="kubernetes", cpu=quantity, memory=quantity).cpu == quantity
 
 
 def test_round_trip_through_dict():
     spec = JobSpec(framework="xgboost", workers=4, name="xgb-1", env={"SEED": "1"}, timeout=60)
     assert JobSpec.from_dict(spec.to_dict()) == spec
+    cluster = JobSpec(
+        backend="kubernetes",
+        image="python:3.11",
+        namespace="team-a",
+        node_selector={"nvidia.com/gpu.product": "H100"},
+        pip=["scikit-learn==1.5"],
+        volumes=["work:/mnt/work"],
+        files=["utils.py"],
+        queue="gpu-queue",
+        api="v1",
+    )
+    assert JobSpec.from_dict(cluster.to_dict()) == cluster
 
 
 def test_from_dict_refuses_unknown_keys_by_name():

@@ -19,8 +19,12 @@ def make_backend(name: str, store: JobStore, settings: TrainingSettings) -> Back
 
         return LocalBackend(store, settings)
     if name == "kubernetes":
-        raise SubmitError(
-            "--backend: the kubernetes backend is not available in this version yet; "
-            "use --backend local"
-        )
+        try:
+            from .kubernetes.backend import KubernetesBackend
+        except ImportError as err:
+            raise SubmitError(
+                f"--backend kubernetes needs the kubernetes client ({err}): "
+                "pip install 'jupyter-training[kubernetes]'"
+            ) from None
+        return KubernetesBackend(store, settings)
     raise SubmitError(f"--backend: {name!r} is not one of local, kubernetes")

@@ -32,6 +32,12 @@ class Backend(Protocol):
     ) -> JobRecord:
         """Start a job (under ``job_id`` if given) and return its Pending record."""
 
+    def check(self, spec: JobSpec) -> None:
+        """Refuse a spec this backend cannot run (raises SpecError or SubmitError)."""
+
+    def dry_run(self, spec: JobSpec, payload: Payload, *, notebook: str | None = None) -> str:
+        """What :meth:`submit` would do, as text; nothing is started."""
+
     def get(self, job_id: str) -> JobRecord:
         """The job's current record."""
 

@@ -23,7 +23,7 @@ from ..spec import JobSpec
 from ..store import JobRecord, JobStore, new_job_id, pending_record
 from .base import SubmitError
 from .local_files import JobFiles
-from .supervisor import process_start_time, visible_gpu_ids
+from .supervisor import process_start_time, visible_gpu_ids, worker_env
 
 SUPERVISOR_START_SECONDS = 10.0
 
@@ -52,6 +52,24 @@ class LocalBackend:
                     f"but this machine has {len(available)} visible; lower --workers or --gpus, "
                     "or use --backend kubernetes"
                 )
+
+    def dry_run(self, spec: JobSpec, payload: Payload, *, notebook: str | None = None) -> str:
+        """The worker command and contract environment of every rank; nothing runs."""
+        self.check(spec)
+        gpu_ids = visible_gpu_ids()
+        names = ", ".join(payload.names()) or "none"
+        lines = [
+            f"# local job: {spec.workers} {spec.framework} worker process(es) under a detached "
+            "supervisor",
+            f"# payload: {payload.nbytes()} bytes; notebook names: {names}",
+            f"# files: {', '.join(p for p, _ in payload.files) or 'none'}",
+        ]
+        for rank in range(spec.workers):
+            env = worker_env("<job-id>", spec.to_dict(), rank, 0, gpu_ids, {}, "<job-dir>/files")
+            env["MASTER_PORT"] = "<free port>"
+            lines.append(f"rank {rank}: {sys.executable} -m jupyter_training.runtime payload.bin")
+            lines.extend(f"    {key}={value}" for key, value in sorted(env.items()))
+        return "\n".join(lines) + "\n"
 
     def submit(
         self,

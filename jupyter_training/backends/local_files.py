@@ -33,6 +33,11 @@ class JobFiles:
         return self.root / "payload.bin"
 
     @property
+    def shipped(self) -> Path:
+        """Where workers materialize the job's ``--files``."""
+        return self.root / "files"
+
+    @property
     def event_journal(self) -> Path:
         return self.root / "events.jsonl"
 

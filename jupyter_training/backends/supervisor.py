@@ -67,6 +67,7 @@ def worker_env(
     port: int,
     gpu_ids: list[str],
     base: dict[str, str],
+    files_dir: str = "",
 ) -> dict[str, str]:
     """The environment of ``rank``: the Kubeflow contract for the spec's framework."""
     world = spec["workers"]
@@ -82,6 +83,7 @@ def worker_env(
         CUDA_VISIBLE_DEVICES=",".join(gpu_ids[rank * gpus : (rank + 1) * gpus]),
         JUPYTER_TRAINING_FRAMEWORK=spec["framework"],
         JUPYTER_TRAINING_JOB_ID=job_id,
+        JUPYTER_TRAINING_FILES_DIR=files_dir,
     )
     if spec["framework"] == "pytorch":
         # One process per "node", as in a PyTorchJob or TrainJob pod: LOCAL_RANK 0
@@ -185,7 +187,10 @@ class Supervisor:
         base_env = dict(os.environ)
         for rank in range(self.spec["workers"]):
             self.workers[rank] = self.spawn(
-                rank, worker_env(self.job_id, self.spec, rank, port, gpu_ids, base_env)
+                rank,
+                worker_env(
+                    self.job_id, self.spec, rank, port, gpu_ids, base_env, str(self.files.shipped)
+                ),
             )
         now = time.time()
         if attempt == 0:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import linecache
 import os
+import subprocess
 import sys
 import traceback
 import types
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import records
+from .context import complete_env
 from .frameworks import framework_context, leave_torch_group
 from .payload import Payload
 
@@ -34,8 +37,11 @@ def main(argv: list[str]) -> int:
         print("usage: python -m jupyter_training.runtime PAYLOAD", file=sys.stderr)
         return 2
     framework = os.environ.get("JUPYTER_TRAINING_FRAMEWORK", "pytorch")
+    complete_env(framework=framework)
     try:
         payload = Payload.read(Path(argv[0]))
+        install_packages()
+        ship_files(payload)
         namespace = restore_namespace(payload)
         code = compile_source(payload.cell, payload.filename)
         with framework_context(framework):
@@ -47,6 +53,24 @@ def main(argv: list[str]) -> int:
         report_failure(err)
         return 1
     return 0
+
+
+def install_packages() -> None:
+    """``--pip`` packages, for images that lack one (no shell: arguments only)."""
+    packages = json.loads(os.environ.get("JUPYTER_TRAINING_PIP", "[]"))
+    if packages:
+        print(f"[jupyter-training] pip install {' '.join(packages)}", flush=True)
+        command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-input", "--", *packages]
+        subprocess.run(command, check=True)
+
+
+def ship_files(payload: Payload) -> None:
+    """Write ``--files`` into the files directory and make them importable."""
+    if not payload.files:
+        return
+    directory = Path(os.environ.get("JUPYTER_TRAINING_FILES_DIR") or os.getcwd())
+    payload.write_files(directory)
+    sys.path.insert(0, str(directory))
 
 
 def restore_namespace(payload: Payload) -> dict[str, Any]:

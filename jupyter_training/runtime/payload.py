@@ -9,6 +9,7 @@ pickle bytes followed by its out-of-band buffers, in manifest order.
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import pickle
 from pathlib import Path
@@ -38,10 +39,12 @@ class Payload:
     imports: list[tuple[str, str, str | None]] = dataclasses.field(default_factory=list)
     definitions: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     values: list[ValueBlob] = dataclasses.field(default_factory=list)
+    files: list[tuple[str, bytes]] = dataclasses.field(default_factory=list)
 
     def nbytes(self) -> int:
         code = len(self.cell) + sum(len(src) for _, src in self.definitions)
-        return code + sum(v.nbytes() for v in self.values)
+        shipped = sum(len(data) for _, data in self.files)
+        return code + shipped + sum(v.nbytes() for v in self.values)
 
     def names(self) -> list[str]:
         """Every notebook name this payload restores."""
@@ -51,23 +54,36 @@ class Payload:
             + [v.name for v in self.values]
         )
 
-    def write(self, path: Path) -> None:
-        """Write the payload to ``path`` with mode 0600."""
-        manifest = {
+    def _manifest(self) -> dict[str, Any]:
+        return {
             "cell": self.cell,
             "filename": self.filename,
             "imports": self.imports,
             "definitions": self.definitions,
             "values": [(v.name, len(v.data), [b.nbytes for b in v.buffers]) for v in self.values],
+            "files": self.files,
         }
+
+    def write(self, path: Path) -> None:
+        """Write the payload to ``path`` with mode 0600."""
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as out:
-            out.write(MAGIC)
-            pickle.dump(manifest, out, protocol=4)
-            for value in self.values:
-                out.write(value.data)
-                for buffer in value.buffers:
-                    out.write(buffer)
+            self.write_to(out)
+
+    def to_bytes(self) -> bytes:
+        """The payload file's bytes (for shipping in a ConfigMap)."""
+        buffer = io.BytesIO()
+        self.write_to(buffer)
+        return buffer.getvalue()
+
+    def write_to(self, out: BinaryIO) -> None:
+        """Write the payload to a binary stream."""
+        out.write(MAGIC)
+        pickle.dump(self._manifest(), out, protocol=4)
+        for value in self.values:
+            out.write(value.data)
+            for buffer in value.buffers:
+                out.write(buffer)
 
     @classmethod
     def read(cls, path: Path) -> Payload:
@@ -90,7 +106,15 @@ class Payload:
             imports=[tuple(i) for i in manifest["imports"]],
             definitions=[tuple(d) for d in manifest["definitions"]],
             values=values,
+            files=[tuple(f) for f in manifest.get("files", [])],
         )
+
+    def write_files(self, directory: Path) -> None:
+        """Materialize the shipped ``--files`` under ``directory``."""
+        for relative, data in self.files:
+            target = directory / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
 
     def load_value(self, blob: ValueBlob) -> Any:
         """Unpickle one value (its classes must already be importable)."""

@@ -1,0 +1,290 @@
+"""Kubernetes objects for a job: the payload ConfigMap and the Kubeflow job.
+
+Pure rendering to plain dicts (no client import), following the CRD schemas
+of kubeflow/trainer: release-1.9 for PyTorchJob / XGBoostJob, master for
+TrainJob. The worker runtime (stdlib only) and the captured cell travel in a
+ConfigMap mounted read-only at ``/opt/jupyter-training``; the job owns it.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from ...spec import JobSpec, parse_volume
+from .targets import (
+    ANNOTATION_NOTEBOOK,
+    LABEL_JOB_ID,
+    LABEL_NOTEBOOK,
+    MANAGED_BY,
+    V2_GROUP,
+    Target,
+)
+
+MOUNT = "/opt/jupyter-training"
+WORKDIR = "/workspace"
+PAYLOAD_KEY = "payload.bin"
+PATCH_MANAGER = "jupyter-training.io/jupyter-training"
+_RUNTIME_DIR = Path(__file__).resolve().parents[2] / "runtime"
+_POD_PACKAGE_INIT = '''"""jupyter-training in a worker pod: the worker API only."""
+
+from .runtime import is_main, local_rank, rank, world_size
+
+__all__ = ["is_main", "local_rank", "rank", "world_size"]
+'''
+
+
+@dataclasses.dataclass(frozen=True)
+class JobObjects:
+    """Everything needed to render one job's objects."""
+
+    job_id: str
+    name: str
+    namespace: str
+    spec: JobSpec
+    target: Target
+    image: str
+    payload: bytes | None  # None: the payload travels on a volume at payload_path
+    payload_path: str = f"{MOUNT}/{PAYLOAD_KEY}"
+    runtime: str | None = None
+    notebook: str | None = None
+    gpu_resource_name: str = "nvidia.com/gpu"
+    ttl_seconds_after_finished: int | None = 86400
+    clean_pod_policy: str = "Running"
+
+    @property
+    def configmap_name(self) -> str:
+        return f"{self.name}-payload"
+
+
+def runtime_files() -> dict[str, str]:
+    """The worker runtime as files relative to the mount: stdlib-only Python."""
+    files = {"jupyter_training/__init__.py": _POD_PACKAGE_INIT}
+    for path in sorted(_RUNTIME_DIR.glob("*.py")):
+        files[f"jupyter_training/runtime/{path.name}"] = path.read_text()
+    return files
+
+
+def labels(job: JobObjects) -> dict[str, str]:
+    """Labels that identify our objects and pods."""
+    result = {"app.kubernetes.io/managed-by": MANAGED_BY, LABEL_JOB_ID: job.job_id}
+    if job.notebook:
+        result[LABEL_NOTEBOOK] = _label_value(Path(job.notebook).stem)
+    if job.spec.queue:
+        result["kueue.x-k8s.io/queue-name"] = job.spec.queue
+    return result
+
+
+def metadata(job: JobObjects, name: str) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": job.namespace, "labels": labels(job)}
+    if job.notebook:
+        meta["annotations"] = {ANNOTATION_NOTEBOOK: job.notebook}
+    return meta
+
+
+def configmap(job: JobObjects) -> dict[str, Any]:
+    """The ConfigMap holding the runtime (and the payload, unless it rides a volume)."""
+    body: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(job, job.configmap_name),
+        "data": {_key(path): text for path, text in runtime_files().items()},
+    }
+    if job.payload is not None:
+        body["binaryData"] = {PAYLOAD_KEY: base64.b64encode(job.payload).decode()}
+    return body
+
+
+def owner_reference(job: dict[str, Any]) -> dict[str, Any]:
+    """An ownerReference to the created job, so deleting it deletes the ConfigMap."""
+    meta = job["metadata"]
+    return {
+        "apiVersion": job["apiVersion"],
+        "kind": job["kind"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "blockOwnerDeletion": True,
+    }
+
+
+def job_manifest(job: JobObjects) -> dict[str, Any]:
+    """The PyTorchJob, XGBoostJob or TrainJob."""
+    if job.target.api == "v2":
+        return _train_job(job)
+    return _v1_job(job)
+
+
+def render(job: JobObjects) -> list[dict[str, Any]]:
+    """All objects, in creation order."""
+    return [configmap(job), job_manifest(job)]
+
+
+def _env(job: JobObjects) -> list[dict[str, str]]:
+    env = {
+        "PYTHONPATH": MOUNT,
+        "PYTHONUNBUFFERED": "1",
+        "JUPYTER_TRAINING_FRAMEWORK": job.spec.framework,
+        "JUPYTER_TRAINING_JOB_ID": job.job_id,
+        "JUPYTER_TRAINING_FILES_DIR": WORKDIR,
+    }
+    if job.spec.pip:
+        env["JUPYTER_TRAINING_PIP"] = json.dumps(list(job.spec.pip))
+    env.update(job.spec.env)
+    return [{"name": key, "value": value} for key, value in env.items()]
+
+
+def _resources(job: JobObjects) -> dict[str, Any]:
+    limits: dict[str, str] = {}
+    requests: dict[str, str] = {}
+    if job.spec.gpus:
+        limits[job.gpu_resource_name] = str(job.spec.gpus)
+    if job.spec.cpu:
+        requests["cpu"] = job.spec.cpu
+    if job.spec.memory:
+        requests["memory"] = limits["memory"] = job.spec.memory
+    resources: dict[str, Any] = {}
+    if limits:
+        resources["limits"] = limits
+    if requests:
+        resources["requests"] = requests
+    return resources
+
+
+def _volumes(job: JobObjects) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    items = [{"key": _key(path), "path": path} for path in runtime_files()]
+    if job.payload is not None:
+        items.append({"key": PAYLOAD_KEY, "path": PAYLOAD_KEY})
+    volumes: list[dict[str, Any]] = [
+        {
+            "name": "jupyter-training",
+            "configMap": {"name": job.configmap_name, "items": items, "defaultMode": 0o444},
+        },
+        {"name": "workspace", "emptyDir": {}},
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "jupyter-training", "mountPath": MOUNT, "readOnly": True},
+        {"name": "workspace", "mountPath": WORKDIR},
+    ]
+    for index, volume in enumerate(job.spec.volumes):
+        claim, path = parse_volume(volume)
+        volumes.append({"name": f"volume-{index}", "persistentVolumeClaim": {"claimName": claim}})
+        mounts.append({"name": f"volume-{index}", "mountPath": path})
+    return volumes, mounts
+
+
+def _command(job: JobObjects) -> list[str]:
+    return ["python", "-m", "jupyter_training.runtime", job.payload_path]
+
+
+def _v1_job(job: JobObjects) -> dict[str, Any]:
+    volumes, mounts = _volumes(job)
+    container: dict[str, Any] = {
+        "name": job.target.container,
+        "image": job.image,
+        "command": _command(job),
+        "workingDir": WORKDIR,
+        "env": _env(job),
+        "ports": [{"name": job.target.port_name, "containerPort": job.target.port}],
+        "volumeMounts": mounts,
+    }
+    resources = _resources(job)
+    if resources:
+        container["resources"] = resources
+    pod_spec: dict[str, Any] = {"containers": [container], "volumes": volumes}
+    if job.spec.node_selector:
+        pod_spec["nodeSelector"] = dict(job.spec.node_selector)
+    template = {"metadata": {"labels": labels(job)}, "spec": pod_spec}
+    restart = "OnFailure" if job.spec.max_restarts else "Never"
+    replicas = {"Master": {"replicas": 1, "restartPolicy": restart, "template": template}}
+    if job.spec.workers > 1:
+        replicas["Worker"] = {
+            "replicas": job.spec.workers - 1,
+            "restartPolicy": restart,
+            "template": template,
+        }
+    run_policy: dict[str, Any] = {
+        "cleanPodPolicy": job.clean_pod_policy,
+        "backoffLimit": job.spec.max_restarts,
+    }
+    if job.ttl_seconds_after_finished is not None:
+        run_policy["ttlSecondsAfterFinished"] = job.ttl_seconds_after_finished
+    if job.spec.timeout:
+        run_policy["activeDeadlineSeconds"] = math.ceil(job.spec.timeout)
+    if job.spec.queue:
+        run_policy["schedulingPolicy"] = {"queue": job.spec.queue, "minAvailable": job.spec.workers}
+    spec: dict[str, Any] = {"runPolicy": run_policy}
+    if job.target.kind == "PyTorchJob":
+        spec["pytorchReplicaSpecs"] = replicas
+        spec["nprocPerNode"] = "1"
+    else:
+        spec["xgbReplicaSpecs"] = replicas
+    return {
+        "apiVersion": job.target.api_version,
+        "kind": job.target.kind,
+        "metadata": metadata(job, job.name),
+        "spec": spec,
+    }
+
+
+def _train_job(job: JobObjects) -> dict[str, Any]:
+    volumes, mounts = _volumes(job)
+    trainer: dict[str, Any] = {
+        "image": job.image,
+        "command": _command(job),
+        "env": _env(job),
+        "numNodes": job.spec.workers,
+        "numProcPerNode": 1,
+    }
+    resources = _resources(job)
+    if resources:
+        trainer["resourcesPerNode"] = resources
+    pod_spec: dict[str, Any] = {
+        "volumes": volumes,
+        "containers": [{"name": job.target.container, "volumeMounts": mounts}],
+    }
+    if job.spec.node_selector:
+        pod_spec["nodeSelector"] = dict(job.spec.node_selector)
+    node_job = {
+        "name": "node",
+        "template": {
+            "metadata": {"labels": labels(job)},
+            "spec": {"template": {"metadata": {"labels": labels(job)}, "spec": pod_spec}},
+        },
+    }
+    spec: dict[str, Any] = {
+        "runtimeRef": {"name": job.runtime, "apiGroup": V2_GROUP, "kind": "ClusterTrainingRuntime"},
+        "trainer": trainer,
+        "runtimePatches": [
+            {
+                "manager": PATCH_MANAGER,
+                "trainingRuntimeSpec": {
+                    "template": {
+                        "metadata": {"labels": labels(job)},
+                        "spec": {"replicatedJobs": [node_job]},
+                    }
+                },
+            }
+        ],
+    }
+    if job.spec.timeout:
+        spec["activeDeadlineSeconds"] = math.ceil(job.spec.timeout)
+    return {
+        "apiVersion": job.target.api_version,
+        "kind": job.target.kind,
+        "metadata": metadata(job, job.name),
+        "spec": spec,
+    }
+
+
+def _key(path: str) -> str:
+    return path.replace("/", ".")
+
+
+def _label_value(text: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:63].strip("-_.")
+    return cleaned or "notebook"
