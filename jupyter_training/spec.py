@@ -71,6 +71,7 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Kubernetes resource.Quantity: a decimal number with an optional SI or binary suffix.
 _QUANTITY = re.compile(r"^(\d+(\.\d+)?|\.\d+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|e\d+)?$")
 MAX_NAME_LENGTH = 63
+MAX_TIMEOUT_SECONDS = 2**31  # activeDeadlineSeconds must fit the API's integers
 
 
 class SpecError(ValueError):
@@ -135,9 +136,10 @@ class JobSpec:
             if not isinstance(path, str) or not path or "\x00" in path:
                 raise SpecError("--files", f"{path!r} is not a file path")
         _check_choice("--api", self.api, APIS)
-        for flag, value in (("--runtime", self.runtime), ("--queue", self.queue)):
-            if value is not None:
-                _check_dns_name(flag, value, _DNS1123_SUBDOMAIN, 253)
+        if self.runtime is not None:
+            _check_dns_name("--runtime", self.runtime, _DNS1123_SUBDOMAIN, 253)
+        if self.queue is not None:  # also a label value (kueue.x-k8s.io/queue-name)
+            _check_dns_name("--queue", self.queue, _DNS1123_LABEL, MAX_NAME_LENGTH)
         if self.namespace is not None:
             _check_dns_name("--namespace", self.namespace, _DNS1123_LABEL, MAX_NAME_LENGTH)
         if self.image is not None and (
@@ -295,6 +297,8 @@ def _check_timeout(value: object) -> None:
         raise SpecError("--timeout", f"must be a number of seconds, got {value!r}")
     if not math.isfinite(value) or value <= 0:
         raise SpecError("--timeout", f"must be a positive number of seconds, got {value}")
+    if value > MAX_TIMEOUT_SECONDS:
+        raise SpecError("--timeout", f"{value:g} s is too long; at most {MAX_TIMEOUT_SECONDS} s")
 
 
 def _check_env(env: Mapping[str, str]) -> None:

@@ -99,3 +99,10 @@ def test_env_assignments():
 
 def test_job_name_accepts_dns_labels():
     assert check_job_name("mnist-ddp-2") == "mnist-ddp-2"
+
+
+def test_queue_fits_a_label_and_timeout_fits_the_api():
+    with pytest.raises(SpecError, match="--queue"):
+        JobSpec(backend="kubernetes", queue="q" * 64)
+    with pytest.raises(SpecError, match="--timeout: 1e\\+20 s is too long"):
+        JobSpec(timeout=1e20)

@@ -9,6 +9,7 @@ ConfigMap mounted read-only at ``/opt/jupyter-training``; the job owns it.
 from __future__ import annotations
 
 import base64
+import copy
 import dataclasses
 import json
 import math
@@ -205,7 +206,7 @@ def _v1_job(job: JobObjects) -> dict[str, Any]:
         replicas["Worker"] = {
             "replicas": job.spec.workers - 1,
             "restartPolicy": restart,
-            "template": template,
+            "template": copy.deepcopy(template),  # no shared (YAML-anchored) templates
         }
     run_policy: dict[str, Any] = {
         "cleanPodPolicy": job.clean_pod_policy,
