@@ -172,6 +172,11 @@ class KubernetesBackend:
         if spec.api == "v2":
             cluster.check_runtime(spec.runtime or "")
         job = self.objects(spec, payload, job_id, notebook)
+        if cluster.get_job(job.target, job.namespace, job.name) is not None:
+            raise ClusterError(
+                f"--name: a {job.target.kind} named {job.name!r} already exists in namespace "
+                f"{job.namespace}; choose another --name or delete the old job"
+            )
         cluster.create_configmap(configmap(job))
         try:
             created = cluster.create_job(job.target, job_manifest(job))

@@ -55,9 +55,9 @@ def load_api_client(
     is used when running in a cluster, else ``$KUBECONFIG`` / ``~/.kube/config``.
     """
     configuration = client.Configuration()
-    in_cluster = "KUBERNETES_SERVICE_HOST" in os.environ and not (
-        kubeconfig or context or os.environ.get("KUBECONFIG")
-    )
+    # Read $KUBECONFIG now: the client only reads it once, when first imported.
+    kubeconfig = kubeconfig or os.environ.get("KUBECONFIG") or None
+    in_cluster = "KUBERNETES_SERVICE_HOST" in os.environ and not (kubeconfig or context)
     try:
         if in_cluster:
             config.load_incluster_config(client_configuration=configuration)
@@ -223,10 +223,19 @@ class Cluster:
 
     def create_configmap(self, body: dict[str, Any]) -> dict[str, Any]:
         ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
-        with self.errors(f"creating ConfigMap {name} in namespace {ns}"):
-            created = self.core.create_namespaced_config_map(
-                ns, body, _request_timeout=self.timeout
-            )
+        try:
+            with self.errors(f"creating ConfigMap {name} in namespace {ns}"):
+                created = self.core.create_namespaced_config_map(
+                    ns, body, _request_timeout=self.timeout
+                )
+        except ClusterError as err:
+            if err.status == 409:
+                raise ClusterError(
+                    f"--name: ConfigMap {name} already exists in namespace {ns} (left by an "
+                    "earlier job of that name?); choose another --name or delete it",
+                    409,
+                ) from None
+            raise
         return self.api_client.sanitize_for_serialization(created)
 
     def set_configmap_owner(self, ns: str, name: str, owner: dict[str, Any]) -> None:

@@ -166,7 +166,13 @@ def describe_failure(
         "signal": None,
     }
     if failed:
-        pod = min(failed, key=lambda p: (p.finished_at or "~", p.rank))
+        # The rank that raised (an error record) or exited on its own comes before ranks
+        # stopped afterwards by a signal (exit codes 128+N).
+        def first(p: PodView) -> tuple[bool, str, bool, int]:
+            code = p.exit_code if p.exit_code not in (None, 0) else p.last_exit_code
+            return (p.rank not in errors, p.finished_at or "~", (code or 0) >= 128, p.rank or 0)
+
+        pod = min(failed, key=first)
         code = pod.exit_code if pod.exit_code not in (None, 0) else pod.last_exit_code
         why = pod.reason if pod.exit_code not in (None, 0) else pod.last_reason
         if why == "OOMKilled":

@@ -35,7 +35,7 @@ from ...events import (
     output_events,
     phase_event,
 )
-from .cluster import Cluster
+from .cluster import Cluster, ClusterError
 from .pods import PodView, describe_failure, pod_view
 from .targets import Target, job_phase
 
@@ -45,6 +45,8 @@ WATCH_SECONDS = 1800
 #: How long the end of a job waits for its log streams to drain.
 DRAIN_SECONDS = 10.0
 LOG_TAIL_LINES = 40
+#: A log stream may stay silent this long (a quiet training step) before it is dropped.
+LOG_READ_TIMEOUT = 24 * 3600
 _EVENT_REASONS = frozenset({"Pulling", "Scheduled", "Started", "Killing", "Preempted"})
 
 
@@ -248,6 +250,12 @@ class JobWatch:
     def _finish(self, phase: str, message: str) -> None:
         """Let the log streams drain, then emit the terminal event with the failure."""
         deadline = time.monotonic() + DRAIN_SECONDS
+        try:  # one read of the final pod states, so no container's log is missed
+            final_pods = self.cluster.list_pods(self.target, self.namespace, self.name)
+        except ClusterError:
+            final_pods = []
+        for pod in final_pods:
+            self._on_pod("MODIFIED", pod)
         for thread in list(self.log_threads):
             thread.join(max(0.0, deadline - time.monotonic()))
         extra: dict[str, Any] = {}
@@ -310,7 +318,7 @@ class JobWatch:
                 follow=follow,
                 previous=previous,
                 _preload_content=False,
-                _request_timeout=(self.cluster.timeout, None),
+                _request_timeout=(self.cluster.timeout, LOG_READ_TIMEOUT),
             )
         except (ApiException, urllib3.exceptions.HTTPError, OSError):
             self.streamed[key] = "failed"
