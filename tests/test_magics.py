@@ -142,3 +142,17 @@ def test_defaults_come_from_config(ip, jupyter_dirs, monkeypatch):
         cell_magic(ip, "-w 1", "print(1)")
     (record,) = magics(ip).client.list()
     assert (record.backend, record.phase) == ("kubernetes", FAILED)
+
+
+def test_files_ship_to_local_workers(ip, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "shipped_mod.py").write_text("VALUE = 'shipped'\n")
+    with capture_output() as captured:
+        cell_magic(
+            ip,
+            f"-w 2 --files {elsewhere / 'shipped_mod.py'}",
+            "import shipped_mod\nprint(shipped_mod.VALUE)",
+        )
+    assert "[rank 0] shipped" in captured.stdout
+    assert "[rank 1] shipped" in captured.stdout
