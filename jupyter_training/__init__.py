@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .runtime import is_main, local_rank, rank, world_size
+from .runtime import is_main, local_rank, rank, report, world_size
 from .spec import JobSpec, SpecError
 
 if TYPE_CHECKING:
@@ -24,6 +24,7 @@ __all__ = [
     "load_ipython_extension",
     "local_rank",
     "rank",
+    "report",
     "world_size",
 ]
 

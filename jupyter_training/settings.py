@@ -33,6 +33,11 @@ class TrainingSettings(Configurable):
         config=True,
         help="Largest total size of the notebook values a cell may ship to its workers.",
     )
+    max_result_bytes = Int(
+        64 * 1024 * 1024,
+        config=True,
+        help="Largest pickled --out result that travels back through a job's output.",
+    )
     stop_grace_seconds = Float(
         5.0,
         config=True,

@@ -41,6 +41,8 @@ RESERVED_ENV = frozenset(
         "JUPYTER_TRAINING_JOB_ID",
         "JUPYTER_TRAINING_FILES_DIR",
         "JUPYTER_TRAINING_PIP",
+        "JUPYTER_TRAINING_OUT",
+        "JUPYTER_TRAINING_RESULT_LIMIT",
     }
 )
 
@@ -101,6 +103,7 @@ class JobSpec:
     cpu: str | None = None
     memory: str | None = None
     files: tuple[str, ...] = ()
+    out: tuple[str, ...] = ()
     # Kubernetes only:
     api: str = "auto"
     runtime: str | None = None
@@ -115,7 +118,7 @@ class JobSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "env", dict(self.env))
         object.__setattr__(self, "node_selector", dict(self.node_selector))
-        for name in ("files", "pip", "volumes"):
+        for name in ("files", "pip", "volumes", "out"):
             value = getattr(self, name)
             if isinstance(value, str) or not isinstance(value, list | tuple):
                 raise SpecError(_flag(name), f"must be a list of strings, got {value!r}")
@@ -132,6 +135,11 @@ class JobSpec:
         for flag, value in (("--cpu", self.cpu), ("--memory", self.memory)):
             if value is not None:
                 _check_quantity(flag, value)
+        for name in self.out:
+            if not isinstance(name, str) or not name.isidentifier():
+                raise SpecError(
+                    "--out", f"{name!r} is not a variable name (for example --out model,metrics)"
+                )
         for path in self.files:
             if not isinstance(path, str) or not path or "\x00" in path:
                 raise SpecError("--files", f"{path!r} is not a file path")

@@ -141,11 +141,14 @@ def test_worker_killed_by_signal(client):
 
 def test_max_restarts_restarts_the_whole_group(client, tmp_path):
     cell = """
-    import os, jupyter_training as jt
+    import os, time, jupyter_training as jt
     marker = os.path.join(out, f"attempt-{jt.rank()}")
     with open(marker, "a") as f:
         f.write("x")
     if jt.rank() == 1 and os.path.getsize(marker) < 3:
+        peer = os.path.join(out, "attempt-0")
+        while not os.path.exists(peer) or os.path.getsize(peer) < os.path.getsize(marker):
+            time.sleep(0.01)  # fail only once rank 0 has started this attempt too
         raise RuntimeError("flaky")
     """
     record, events = run_to_end(

@@ -108,6 +108,8 @@ class LocalBackend:
             str(files.root),
             "--grace",
             str(self.settings.stop_grace_seconds),
+            "--result-limit",
+            str(self.settings.max_result_bytes),
         ]
         with files.open_supervisor_log() as log:
             starter = subprocess.Popen(

@@ -68,6 +68,7 @@ def worker_env(
     gpu_ids: list[str],
     base: dict[str, str],
     files_dir: str = "",
+    result_limit: int | None = None,
 ) -> dict[str, str]:
     """The environment of ``rank``: the Kubeflow contract for the spec's framework."""
     world = spec["workers"]
@@ -84,7 +85,10 @@ def worker_env(
         JUPYTER_TRAINING_FRAMEWORK=spec["framework"],
         JUPYTER_TRAINING_JOB_ID=job_id,
         JUPYTER_TRAINING_FILES_DIR=files_dir,
+        JUPYTER_TRAINING_OUT=",".join(spec.get("out") or ()),
     )
+    if result_limit is not None:
+        env["JUPYTER_TRAINING_RESULT_LIMIT"] = str(result_limit)
     if spec["framework"] == "pytorch":
         # One process per "node", as in a PyTorchJob or TrainJob pod: LOCAL_RANK 0
         # is this worker's first (and only visible) GPU.
@@ -134,7 +138,15 @@ def _die_with_parent() -> None:
 class Supervisor:
     """Runs one job's attempts until it succeeds, fails for good or is cancelled."""
 
-    def __init__(self, store: JobStore, job_id: str, files: JobFiles, grace: float) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        job_id: str,
+        files: JobFiles,
+        grace: float,
+        result_limit: int | None = None,
+    ) -> None:
+        self.result_limit = result_limit
         self.store = store
         self.job_id = job_id
         self.files = files
@@ -189,7 +201,14 @@ class Supervisor:
             self.workers[rank] = self.spawn(
                 rank,
                 worker_env(
-                    self.job_id, self.spec, rank, port, gpu_ids, base_env, str(self.files.shipped)
+                    self.job_id,
+                    self.spec,
+                    rank,
+                    port,
+                    gpu_ids,
+                    base_env,
+                    str(self.files.shipped),
+                    self.result_limit,
                 ),
             )
         now = time.time()
@@ -302,6 +321,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--job", required=True)
     parser.add_argument("--dir", required=True, type=Path)
     parser.add_argument("--grace", type=float, default=5.0)
+    parser.add_argument("--result-limit", type=int, default=None)
     args = parser.parse_args(argv)
     if os.fork() > 0:  # the kernel reaps this parent at once; the child is never its zombie
         os._exit(0)
@@ -309,7 +329,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     files = JobFiles(args.dir)
     store = JobStore(args.db)
-    supervisor = Supervisor(store, args.job, files, args.grace)
+    supervisor = Supervisor(store, args.job, files, args.grace, args.result_limit)
     signal.signal(signal.SIGTERM, supervisor.request_cancel)
     try:
         supervisor.run()

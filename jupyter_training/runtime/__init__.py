@@ -1,9 +1,11 @@
 """What runs inside every worker, local process or pod.
 
 Stdlib-only: a stock PyTorch or XGBoost image needs nothing else. Cell code may
-use :func:`rank`, :func:`world_size`, :func:`local_rank` and :func:`is_main`.
+use :func:`rank`, :func:`world_size`, :func:`local_rank`, :func:`is_main` and
+:func:`report`.
 """
 
 from .context import is_main, local_rank, rank, world_size
+from .reporting import report
 
-__all__ = ["is_main", "local_rank", "rank", "world_size"]
+__all__ = ["is_main", "local_rank", "rank", "report", "world_size"]

@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from . import records
-from .context import complete_env
+from .context import complete_env, rank
 from .frameworks import framework_context, leave_torch_group
 from .payload import Payload
+from .reporting import send_results
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -46,6 +47,9 @@ def main(argv: list[str]) -> int:
         code = compile_source(payload.cell, payload.filename)
         with framework_context(framework):
             exec(code, namespace)
+            out = [n for n in os.environ.get("JUPYTER_TRAINING_OUT", "").split(",") if n]
+            if out and rank() == 0:
+                send_results(namespace, out)
             leave_torch_group()
     except SystemExit as stop:
         return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
@@ -133,6 +137,8 @@ def report_failure(err: BaseException) -> None:
         "error",
         stream=sys.__stderr__,
         exc_type=type(err).__name__,
+        exc_module=type(err).__module__,
+        exc_qualname=type(err).__qualname__,
         message=str(err),
         traceback=text,
         rank=int(os.environ.get("RANK", "0")),

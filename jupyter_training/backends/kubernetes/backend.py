@@ -127,6 +127,7 @@ class KubernetesBackend:
             gpu_resource_name=self.settings.gpu_resource_name,
             ttl_seconds_after_finished=self.settings.ttl_seconds_after_finished,
             clean_pod_policy=self.settings.clean_pod_policy,
+            result_limit=self.settings.max_result_bytes,
             **extra,
         )
 

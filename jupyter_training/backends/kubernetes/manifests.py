@@ -34,9 +34,9 @@ PATCH_MANAGER = "jupyter-training.io/jupyter-training"
 _RUNTIME_DIR = Path(__file__).resolve().parents[2] / "runtime"
 _POD_PACKAGE_INIT = '''"""jupyter-training in a worker pod: the worker API only."""
 
-from .runtime import is_main, local_rank, rank, world_size
+from .runtime import is_main, local_rank, rank, report, world_size
 
-__all__ = ["is_main", "local_rank", "rank", "world_size"]
+__all__ = ["is_main", "local_rank", "rank", "report", "world_size"]
 '''
 
 
@@ -57,6 +57,7 @@ class JobObjects:
     gpu_resource_name: str = "nvidia.com/gpu"
     ttl_seconds_after_finished: int | None = 86400
     clean_pod_policy: str = "Running"
+    result_limit: int | None = None
 
     @property
     def configmap_name(self) -> str:
@@ -135,6 +136,10 @@ def _env(job: JobObjects) -> list[dict[str, str]]:
     }
     if job.spec.pip:
         env["JUPYTER_TRAINING_PIP"] = json.dumps(list(job.spec.pip))
+    if job.spec.out:
+        env["JUPYTER_TRAINING_OUT"] = ",".join(job.spec.out)
+    if job.result_limit is not None:
+        env["JUPYTER_TRAINING_RESULT_LIMIT"] = str(job.result_limit)
     env.update(job.spec.env)
     return [{"name": key, "value": value} for key, value in env.items()]
 
