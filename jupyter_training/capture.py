@@ -70,7 +70,7 @@ def capture_cell(
     tree = _parse(cell, filename)
     wanted = (_free_names(cell, filename) | _augmented_names(tree)) - _assigned_before_use(tree)
     capturer = _Capturer(namespace, set(hidden), list(history))
-    with _namespace_as_main(namespace):
+    with namespace_as_main(namespace):
         found = capturer.run(sorted(wanted))
     payload = Payload(
         cell=cell,
@@ -85,7 +85,7 @@ def capture_cell(
 
 
 @contextlib.contextmanager
-def _namespace_as_main(namespace: Mapping[str, Any]) -> Iterator[None]:
+def namespace_as_main(namespace: Mapping[str, Any]) -> Iterator[None]:
     """Let pickle find notebook classes as ``__main__.X`` while capturing.
 
     In a kernel the notebook namespace already is ``__main__``; embedded shells

@@ -11,7 +11,7 @@ from .backends.base import SubmitError
 from .client import TrainingClient
 from .events import PHASES
 from .store import JobNotFound
-from .widgets import TextJobView, format_job_table
+from .widgets import UNLIMITED, TextJobView, format_job_table
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{'cell':>10}:\n{record.cell}")
         elif args.command == "logs":
             record = client.get(args.job_id)
-            view = TextJobView(record)
+            view = TextJobView(record, max_lines_per_second=UNLIMITED)
             for event in client.logs(record.id, rank=args.rank, follow=args.follow):
                 view.handle(event)
         elif args.command == "cancel":

@@ -8,6 +8,7 @@ Failed, with the cell and spec) so nothing the user wrote is lost.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -71,6 +72,10 @@ class TrainingClient:
             )
         except (CaptureError, SubmitError, SpecError, OSError) as err:
             self._record_failed_submission(job_id, spec, cell, notebook, workdir, err)
+            raise
+        except KeyboardInterrupt:  # interrupted mid-launch: do not leave a job running
+            with contextlib.suppress(Exception):
+                self.cancel(job_id)
             raise
 
     def dry_run(

@@ -20,8 +20,9 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from .backends.base import SubmitError
 from .capture import CaptureError
 from .client import TrainingClient
-from .errors import JobCancelledError, JobFailedError
+from .errors import JobCancelledError, JobResultError, job_error
 from .events import CANCELLED, SUCCEEDED
+from .follow import Follower
 from .settings import load_settings
 from .spec import (
     FRAMEWORKS,
@@ -31,7 +32,15 @@ from .spec import (
     parse_env_assignments,
 )
 from .store import JobNotFound, JobRecord
-from .widgets import TextJobView, format_job_table
+from .widgets import (
+    UNLIMITED,
+    TextJobView,
+    WidgetJobView,
+    format_job_table,
+    html_job_table,
+    make_view,
+    widgets_available,
+)
 
 _OUTPUT_CACHE_NAME = re.compile(r"^_+$|^_i+$|^_i?\d+$|^_(ih|oh|dh)$")
 
@@ -137,6 +146,24 @@ def cluster_args(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+def output_args(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Flags that say what comes back and how progress is shown (cell and attach magics)."""
+    func = argument(
+        "-o",
+        "--out",
+        action="append",
+        default=[],
+        metavar="NAME[,NAME]",
+        help="Variables of rank 0 to bring back into the notebook when the job succeeds.",
+    )(func)
+    return argument(
+        "--progress",
+        choices=("auto", "widget", "text"),
+        default="auto",
+        help="Live view: ipywidgets where a frontend shows them (auto), or text.",
+    )(func)
+
+
 def run_args(func: Callable[..., Any]) -> Callable[..., Any]:
     """Flags that say how the cell waits for its job."""
     func = argument(
@@ -170,6 +197,7 @@ class TrainingMagics(Magics):
     @magic_arguments()
     @spec_args
     @cluster_args
+    @output_args
     @run_args
     @cell_magic
     def train_distributed(self, line: str, cell: str) -> None:
@@ -192,15 +220,18 @@ class TrainingMagics(Magics):
             record = self.client.submit(spec, cell, self.shell.user_ns, **context)
         except (CaptureError, SubmitError, SpecError) as err:
             raise UsageError(str(err)) from None
-        view = TextJobView(record)
-        view.show_submitted()
+        except KeyboardInterrupt:  # the client cancels a half-launched job
+            print("[jupyter-training] interrupted: cancelling job being launched", flush=True)
+            raise
         if args.detach:
+            TextJobView(record).show_submitted()
             print(
-                f"[{record.name}] detached; follow with %train_logs {record.id} --follow, "
+                f"[{record.name}] detached; watch with %train_attach {record.id} "
+                f"or %train_logs {record.id} --follow, "
                 f"stop with %train_cancel {record.id}"
             )
             return
-        self._wait(record, view)
+        self._wait(record, args.progress)
 
     def _build_spec(self, args: Any) -> JobSpec:
         try:
@@ -225,25 +256,59 @@ class TrainingMagics(Magics):
                 pip=args.pip,
                 queue=args.queue,
                 volumes=args.volume,
+                out=_names(args.out),
             )
         except SpecError as err:
             raise UsageError(str(err)) from None
 
-    def _wait(self, record: JobRecord, view: TextJobView) -> None:
-        try:
-            for event in self.client.events(record.id):
-                view.handle(event)
+    def _wait(self, record: JobRecord, progress: str, out: list[str] | None = None) -> None:
+        """Show the job live until it ends; bring results home or raise its failure."""
+        view: TextJobView | WidgetJobView | None = None
+        try:  # an interrupt at any point from here on cancels the job
+            view = make_view(record, progress)
+            view.show_submitted()
+            follower = Follower(
+                self.client, record.id, view, ui_events=isinstance(view, WidgetJobView)
+            )
+            follower.run()
         except KeyboardInterrupt:
             print(f"[{record.name}] interrupted: cancelling job {record.id} ...", flush=True)
             final = self.client.cancel(record.id)
-            view.show_finished(final)
+            if view is not None:
+                view.show_finished(final)
             raise
+        finally:
+            if view is not None:
+                view.close()
+        if follower.detached:
+            print(f"[{record.name}] detached; the job keeps running: %train_attach {record.id}")
+            return
         final = self.client.get(record.id)
+        metrics = view.progress.last_metrics()
+        if metrics:
+            self.client.store.update(final.id, metrics=metrics)
         view.show_finished(final)
         if final.phase == CANCELLED:
             raise JobCancelledError(final)
         if final.phase != SUCCEEDED:
-            raise JobFailedError(final)
+            raise job_error(final, self.shell.user_ns)
+        wanted = out if out is not None else list(final.spec.get("out") or [])
+        self._bring_home(final, follower, wanted)
+
+    def _bring_home(self, record: JobRecord, follower: Follower, names: list[str]) -> None:
+        if not names:
+            return
+        values = follower.results.values(self.shell.user_ns)
+        self.shell.user_ns.update(values)
+        if values:
+            print(f"[{record.name}] returned {', '.join(sorted(values))} from rank 0")
+        problems = [
+            follower.results.errors.get(n) or f"{n!r} did not arrive from rank 0"
+            for n in names
+            if n not in values
+        ]
+        if problems:
+            raise JobResultError(record, problems)
 
     def _hidden_names(self) -> set[str]:
         hidden = getattr(self.shell, "user_ns_hidden", {})
@@ -262,7 +327,26 @@ class TrainingMagics(Magics):
     def train_jobs(self, line: str) -> None:
         """List recent training jobs, newest first."""
         args = parse_argstring(self.train_jobs, line)
-        print(format_job_table(self.client.list(limit=args.limit)))
+        records = self.client.list(limit=args.limit)
+        if widgets_available():
+            from IPython.display import HTML, display
+
+            display(HTML(html_job_table(records)))
+        else:
+            print(format_job_table(records))
+
+    @magic_arguments()
+    @job_id_arg
+    @output_args
+    @line_magic
+    def train_attach(self, line: str) -> None:
+        """Re-open the live view of a job (also after a kernel restart).
+
+        With ``-o`` (or the job's own ``--out``) its results come back when it succeeds.
+        """
+        args = parse_argstring(self.train_attach, line)
+        record = self._get(args.job_id)
+        self._wait(record, args.progress, _names(args.out) or None)
 
     @magic_arguments()
     @job_id_arg
@@ -273,7 +357,7 @@ class TrainingMagics(Magics):
         """Print a job's output, every line prefixed by its rank."""
         args = parse_argstring(self.train_logs, line)
         record = self._get(args.job_id)
-        view = TextJobView(record)
+        view = TextJobView(record, max_lines_per_second=UNLIMITED)
         try:
             for event in self.client.logs(record.id, rank=args.rank, follow=args.follow):
                 view.handle(event)
@@ -300,3 +384,8 @@ class TrainingMagics(Magics):
 def _notebook_path(shell: Any) -> str | None:
     """The notebook this kernel serves, where the frontend tells us."""
     return os.environ.get("JPY_SESSION_NAME") or shell.user_ns.get("__vsc_ipynb_file__")
+
+
+def _names(values: list[str]) -> list[str]:
+    """``-o a,b -o c`` -> ["a", "b", "c"]."""
+    return [name.strip() for value in values for name in value.split(",") if name.strip()]

@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     workdir TEXT,
     message TEXT NOT NULL DEFAULT '',
     failure TEXT,
+    metrics TEXT,
     attempt INTEGER NOT NULL DEFAULT 0,
     supervisor_pid INTEGER,
     supervisor_start TEXT,
@@ -45,7 +46,9 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created DESC);
 """
 
-_JSON_FIELDS = ("spec", "failure")
+_JSON_FIELDS = ("spec", "failure", "metrics")
+#: Columns added after the first release, with their SQL types (added on open).
+_ADDED_COLUMNS = {"metrics": "TEXT"}
 
 
 class JobNotFound(KeyError):
@@ -72,6 +75,7 @@ class JobRecord:
     workdir: str | None = None
     message: str = ""
     failure: dict[str, Any] | None = None
+    metrics: dict[str, float] | None = None
     attempt: int = 0
     supervisor_pid: int | None = None
     supervisor_start: str | None = None
@@ -97,6 +101,7 @@ class JobRecord:
             "started": _iso(self.started),
             "finished": _iso(self.finished),
             "failure": self.failure,
+            "metrics": self.metrics,
             "message": self.message,
             "attempt": self.attempt,
             "notebook": self.notebook,
@@ -118,6 +123,10 @@ class JobStore:
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         with self._connect() as db:
             db.executescript(_SCHEMA)
+            present = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+            for column, kind in _ADDED_COLUMNS.items():
+                if column not in present:
+                    db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
