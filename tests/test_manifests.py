@@ -572,7 +572,7 @@ V1_MUTATIONS: list[tuple[str, Mutation, Expected]] = [
     (
         "duplicate-env",
         lambda j: _v1_pod(j)["containers"][0]["env"].append({"name": "SEED", "value": "2"}),
-        f"{POD}.containers[0].env[8]: duplicate (name) of item 6",
+        f"{POD}.containers[0].env[9]: duplicate (name) of item 7",
     ),
     (
         "port-name-too-long",
@@ -661,12 +661,12 @@ V2_MUTATIONS: list[tuple[str, Mutation, Expected]] = [
     (
         "reserved-env",
         lambda j: j["spec"]["trainer"]["env"].append({"name": "PET_NNODES", "value": "2"}),
-        "spec.trainer.env[8].name: 'PET_NNODES' is reserved",
+        "spec.trainer.env[9].name: 'PET_NNODES' is reserved",
     ),
     (
         "reserved-xgboost-env",
         lambda j: j["spec"]["trainer"]["env"].append({"name": "DMLC_NUM_WORKER", "value": "2"}),
-        "spec.trainer.env[8].name: 'DMLC_NUM_WORKER' is reserved",
+        "spec.trainer.env[9].name: 'DMLC_NUM_WORKER' is reserved",
     ),
     (
         "env-on-node-patch",

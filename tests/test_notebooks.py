@@ -1,5 +1,12 @@
-"""The quickstart notebooks, executed end to end by nbclient on the local backend."""
+"""The quickstart notebooks, executed end to end by nbclient on the local backend.
 
+In a kernel the job view is an ipywidgets view, so the executed notebook holds
+widget views and (with ``store_widget_state``) their state: phases, progress
+bars and the log pane. The cells after the training cell use the returned
+values.
+"""
+
+import html
 import re
 from pathlib import Path
 
@@ -8,14 +15,17 @@ import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
 
-def execute(name: str, tmp_path: Path) -> str:
+def execute(name: str, tmp_path: Path) -> tuple[nbformat.NotebookNode, str, list[dict]]:
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
     NotebookClient(
         notebook,
         timeout=300,
         kernel_name="python3",
+        store_widget_state=True,
         resources={"metadata": {"path": str(tmp_path)}},
     ).execute()
     texts = []
@@ -23,24 +33,44 @@ def execute(name: str, tmp_path: Path) -> str:
         for output in cell.get("outputs", []):
             assert output["output_type"] != "error", output
             texts.append(output.get("text", ""))
-    return "".join(texts)
+    states = list(notebook.metadata["widgets"][WIDGET_STATE]["state"].values())
+    return notebook, "".join(texts), states
+
+
+def training_cell(notebook: nbformat.NotebookNode) -> dict:
+    return next(c for c in notebook.cells if c.source.startswith("%%train_distributed"))
+
+
+def widget_html(states: list[dict]) -> str:
+    return html.unescape("\n".join(str(s["state"].get("value", "")) for s in states))
 
 
 def test_quickstart_pytorch(tmp_path):
     pytest.importorskip("torch")
-    out = execute("quickstart_pytorch.ipynb", tmp_path)
+    notebook, out, states = execute("quickstart_pytorch.ipynb", tmp_path)
+    views = [o for o in training_cell(notebook).outputs if WIDGET_VIEW in o.get("data", {})]
+    assert len(views) == 1
+    shown = widget_html(states)
     for rank in (0, 1):
-        losses = [float(v) for v in re.findall(rf"\[rank {rank}\] epoch \d+ loss ([\d.]+)", out)]
-        assert len(losses) == 5
-        assert losses[-1] < losses[0]
-        assert f"[rank {rank}] rank {rank} of 2 done" in out
-    assert "Succeeded in" in out
+        losses = [float(v) for v in re.findall(rf"\[rank {rank}\] epoch \d+ loss ([\d.]+)", shown)]
+        assert len(losses) == 5 and losses[-1] < losses[0]
+    assert "Succeeded" in shown
+    assert "loss (last" in shown  # the metric chart
+    bars = [s["state"] for s in states if s["model_name"] == "FloatProgressModel"]
+    assert [b["value"] for b in bars] == [1.0, 1.0] and {b["description"] for b in bars} == {"5/5"}
+    assert "returned losses, trained from rank 0" in out
+    final = float(re.search(r"final loss ([\d.]+) after 5 epochs", out).group(1))
+    assert final < 1.0
+    assert re.search(r"held-out MSE [\d.]+", out)
 
 
 def test_quickstart_xgboost(tmp_path):
     pytest.importorskip("xgboost")
-    out = execute("quickstart_xgboost.ipynb", tmp_path)
-    fingerprints = dict(re.findall(r"\[rank (\d)\] rank \d of 2: 2000 rows, model (\w+)", out))
-    assert set(fingerprints) == {"0", "1"}
-    assert fingerprints["0"] == fingerprints["1"]
-    assert "Succeeded in" in out
+    notebook, out, states = execute("quickstart_xgboost.ipynb", tmp_path)
+    assert any(WIDGET_VIEW in o.get("data", {}) for o in training_cell(notebook).outputs)
+    shown = widget_html(states)
+    fingerprints = dict(re.findall(r"\[rank (\d)\] rank \d of 2: 2000 rows, model (\w+)", shown))
+    assert set(fingerprints) == {"0", "1"} and fingerprints["0"] == fingerprints["1"]
+    assert "returned booster from rank 0" in out
+    accuracy = float(re.search(r"20 rounds, training accuracy ([\d.]+)", out).group(1))
+    assert accuracy > 0.8

@@ -42,6 +42,7 @@ def main(argv: list[str]) -> int:
     try:
         payload = Payload.read(Path(argv[0]))
         install_packages()
+        enter_workdir()
         ship_files(payload)
         namespace = restore_namespace(payload)
         code = compile_source(payload.cell, payload.filename)
@@ -66,6 +67,15 @@ def install_packages() -> None:
         print(f"[jupyter-training] pip install {' '.join(packages)}", flush=True)
         command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-input", "--", *packages]
         subprocess.run(command, check=True)
+
+
+def enter_workdir() -> None:
+    """Run in the job's working directory when the platform names one."""
+    workdir = os.environ.get("JUPYTER_TRAINING_WORKDIR")
+    if workdir:
+        os.makedirs(workdir, exist_ok=True)
+        os.chdir(workdir)
+        sys.path.insert(0, workdir)
 
 
 def ship_files(payload: Payload) -> None:

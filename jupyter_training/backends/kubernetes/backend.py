@@ -294,7 +294,9 @@ class KubernetesBackend:
             yield from self._snapshot(record)
             return
         cluster, target, namespace = self._where(record)
-        watch = JobWatch(cluster, target, namespace, record.name, record.id).start()
+        watch = JobWatch(cluster, target, namespace, record.name, record.id)
+        watch.was_cancelled = lambda: self.store.get(record.id).phase == CANCELLED
+        watch.start()
         try:
             for event in watch:
                 if event.kind == "phase":

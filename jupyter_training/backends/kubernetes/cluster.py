@@ -190,7 +190,7 @@ class Cluster:
             if requested == "v1":
                 missing, install = "PyTorchJob/XGBoostJob CRDs (kubeflow.org/v1)", INSTALL_V1
             else:
-                missing, install = "the TrainJob CRD (trainer.kubeflow.org/v1alpha1)", INSTALL_V2
+                missing, install = "TrainJob CRD (trainer.kubeflow.org/v1alpha1)", INSTALL_V2
             raise ClusterError(f"--api {requested}: the cluster has no {missing}; {install}")
         return requested
 

@@ -133,6 +133,7 @@ def _env(job: JobObjects) -> list[dict[str, str]]:
         "JUPYTER_TRAINING_FRAMEWORK": job.spec.framework,
         "JUPYTER_TRAINING_JOB_ID": job.job_id,
         "JUPYTER_TRAINING_FILES_DIR": WORKDIR,
+        "JUPYTER_TRAINING_WORKDIR": WORKDIR,  # TrainJob patches cannot set workingDir
     }
     if job.spec.pip:
         env["JUPYTER_TRAINING_PIP"] = json.dumps(list(job.spec.pip))

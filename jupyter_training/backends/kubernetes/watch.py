@@ -75,6 +75,8 @@ class JobWatch:
         self._responses: set[Any] = set()
         self._threads: list[threading.Thread] = []
         self.cancel_requested = False
+        #: Asked when the job disappears: did a user cancel it (from any process)?
+        self.was_cancelled: Callable[[], bool] = lambda: False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -182,7 +184,7 @@ class JobWatch:
         if (job.get("metadata") or {}).get("name") != self.name:
             return
         if kind == "DELETED":
-            if self.cancel_requested:
+            if self.cancel_requested or _within(2.0, self.was_cancelled):
                 self._set_phase(CANCELLED, "cancelled by user")
             else:
                 self._set_phase(FAILED, f"the {self.target.kind} was deleted from the cluster")
@@ -355,6 +357,17 @@ class JobWatch:
     def _warn(self, message: str) -> None:
         data = {"state": "event", "type": "Warning", "reason": "WatchRetry", "message": message}
         self.emit(Event("worker", self.job_id, data))
+
+
+def _within(seconds: float, predicate: Callable[[], bool]) -> bool:
+    """True if ``predicate`` turns true within ``seconds`` (a cancel records itself late)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
 
 
 def _close(response: Any) -> None:
