@@ -131,7 +131,7 @@ class JobProgress:
             x = float(step) if step is not None else float(points[-1][0] + 1 if points else 0)
             points.append((x, float(value)))
             if len(points) > self.max_points:
-                del points[::2]  # keep every other point: the curve's shape stays
+                del points[1::2]  # keep every other point (and the first): the shape stays
 
     def log_lines(self, rank: int | None = None) -> list[str]:
         """The kept log lines, prefixed by rank; only ``rank``'s when given."""

@@ -184,6 +184,8 @@ def describe_failure(
         if error:
             failure.update(
                 exc_type=error.get("exc_type"),
+                exc_module=error.get("exc_module"),
+                exc_qualname=error.get("exc_qualname"),
                 message=error.get("message"),
                 traceback=error.get("traceback"),
             )
