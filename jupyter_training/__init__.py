@@ -36,6 +36,18 @@ def load_ipython_extension(ipython: Any) -> None:
     ipython.register_magics(TrainingMagics)
 
 
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    """The server extension (``TrainingApp``), found by jupyter_server."""
+    from .server.app import TrainingApp
+
+    return [{"module": "jupyter_training.server.app", "app": TrainingApp}]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """The prebuilt JupyterLab sidebar shipped in the wheel."""
+    return [{"src": "labextension", "dest": "jupyter-training"}]
+
+
 def __getattr__(name: str) -> Any:
     if name == "TrainingClient":
         from .client import TrainingClient

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -56,6 +57,7 @@ class TrainingClient:
         """
         job_id = new_job_id()
         workdir = workdir or os.getcwd()
+        self.check_limits(spec)
         try:
             backend = self.backend(spec.backend)
             payload = capture_cell(
@@ -90,6 +92,7 @@ class TrainingClient:
         workdir: str | None = None,
     ) -> str:
         """What submitting would create or start, as text; nothing is recorded or launched."""
+        self.check_limits(spec)
         payload = capture_cell(
             cell,
             namespace or {},
@@ -100,6 +103,18 @@ class TrainingClient:
             root=Path(workdir or os.getcwd()),
         )
         return self.backend(spec.backend).dry_run(spec, payload, notebook=notebook)
+
+    def check_limits(self, spec: JobSpec) -> None:
+        """Enforce this installation's limits (``c.TrainingApp.max_*``) on every path."""
+        for flag, value, limit, name in (
+            ("--workers", spec.workers, self.settings.max_workers, "max_workers"),
+            ("--gpus", spec.gpus, self.settings.max_gpus_per_worker, "max_gpus_per_worker"),
+        ):
+            if value > limit:
+                raise SpecError(
+                    flag,
+                    f"{value} is over this installation's limit of {limit} (c.TrainingApp.{name})",
+                )
 
     def _record_failed_submission(
         self,
@@ -139,7 +154,9 @@ class TrainingClient:
         except SubmitError:
             return record
 
-    def events(self, job_id: str, *, follow: bool = True) -> Iterator[Event]:
+    def events(
+        self, job_id: str, *, follow: bool = True, stop: threading.Event | None = None
+    ) -> Iterator[Event]:
         """The job's event stream (see :mod:`jupyter_training.events`).
 
         A job that never started (a failed submission) yields its final phase.
@@ -147,7 +164,8 @@ class TrainingClient:
         record = self.store.get(job_id)
         produced = False
         if not (record.is_terminal and record.started is None):
-            for event in self.backend(record.backend).events(record.id, follow=follow):
+            backend = self.backend(record.backend)
+            for event in backend.events(record.id, follow=follow, stop=stop):
                 produced = True
                 yield event
         if not produced and record.is_terminal:

@@ -24,7 +24,7 @@ class TrainingSettings(Configurable):
     """Settings of jupyter-training; configure them as ``c.TrainingApp.<name>``."""
 
     backend = Enum(list(BACKENDS), "local", config=True, help="Default backend for new jobs.")
-    data_dir = Unicode(
+    store_dir = Unicode(
         config=True,
         help="Directory holding the job store (jobs.db) and local jobs' files.",
     )
@@ -33,6 +33,8 @@ class TrainingSettings(Configurable):
         config=True,
         help="Largest total size of the notebook values a cell may ship to its workers.",
     )
+    max_workers = Int(64, config=True, help="Most workers one job may ask for.")
+    max_gpus_per_worker = Int(8, config=True, help="Most GPUs one worker may ask for.")
     max_result_bytes = Int(
         64 * 1024 * 1024,
         config=True,
@@ -108,13 +110,13 @@ class TrainingSettings(Configurable):
         30.0, config=True, help="Seconds to wait for a Kubernetes API response (watches excepted)."
     )
 
-    @default("data_dir")
-    def _default_data_dir(self) -> str:
+    @default("store_dir")
+    def _default_store_dir(self) -> str:
         return str(Path(jupyter_data_dir()) / "training")
 
     @property
     def store_path(self) -> Path:
-        return Path(self.data_dir) / "jobs.db"
+        return Path(self.store_dir) / "jobs.db"
 
 
 def load_settings(extra: Config | None = None) -> TrainingSettings:

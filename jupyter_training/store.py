@@ -113,8 +113,16 @@ def new_job_id() -> str:
     return secrets.token_hex(6)
 
 
+CHANGE_FEED_MAX_BYTES = 4 * 1024 * 1024
+
+
 class JobStore:
-    """SQLite-backed job history at ``path`` (created with mode 0600)."""
+    """SQLite-backed job history at ``path`` (created with mode 0600).
+
+    Every write also appends the job's id to ``changes.jsonl`` beside the
+    database: a change feed that a server tails to push job updates to its
+    clients, whichever process (kernel, supervisor, server) made the change.
+    """
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -146,6 +154,7 @@ class JobStore:
         marks = ", ".join("?" for _ in row)
         with self._connect() as db:
             db.execute(f"INSERT INTO jobs ({columns}) VALUES ({marks})", tuple(row.values()))
+        self._announce(record.id)
         return record
 
     def get(self, job_id: str) -> JobRecord:
@@ -168,18 +177,23 @@ class JobStore:
         offset: int = 0,
         phase: str | None = None,
         backend: str | None = None,
+        notebook: str | None = None,
     ) -> list[JobRecord]:
         """Jobs newest first, optionally filtered."""
-        clauses, params = [], []
-        for column, value in (("phase", phase), ("backend", backend)):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = self._filters(phase=phase, backend=backend, notebook=notebook)
         query = f"SELECT * FROM jobs {where} ORDER BY created DESC LIMIT ? OFFSET ?"
         with self._connect() as db:
             rows = db.execute(query, (*params, limit, offset)).fetchall()
         return [_from_row(row) for row in rows]
+
+    @staticmethod
+    def _filters(**filters: str | None) -> tuple[str, list[Any]]:
+        clauses, params = [], []
+        for column, value in filters.items():
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
 
     def update(self, job_id: str, **fields: Any) -> None:
         """Set ``fields`` on a job, whatever its phase."""
@@ -198,7 +212,33 @@ class JobStore:
             query += f" AND phase NOT IN ({', '.join('?' for _ in TERMINAL_PHASES)})"
             params.extend(sorted(TERMINAL_PHASES))
         with self._connect() as db:
-            return db.execute(query, params).rowcount == 1
+            changed = db.execute(query, params).rowcount == 1
+        if changed:
+            self._announce(job_id)
+        return changed
+
+    @property
+    def change_feed(self) -> Path:
+        return self.path.with_name("changes.jsonl")
+
+    def _announce(self, job_id: str) -> None:
+        line = json.dumps({"id": job_id, "time": time.time()}).encode() + b"\n"
+        try:
+            fd = os.open(self.change_feed, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                if os.fstat(fd).st_size > CHANGE_FEED_MAX_BYTES:
+                    os.ftruncate(fd, 0)  # readers notice the file shrank and start over
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass  # the feed is a convenience; the database is the record
+
+    def count(self, *, phase: str | None = None, backend: str | None = None) -> int:
+        """How many jobs match the filters."""
+        clauses, params = self._filters(phase=phase, backend=backend)
+        with self._connect() as db:
+            return db.execute(f"SELECT COUNT(*) FROM jobs {clauses}", params).fetchone()[0]
 
 
 def pending_record(job_id: str, spec: dict[str, Any], cell: str, **fields: Any) -> JobRecord:

@@ -156,3 +156,16 @@ def test_files_ship_to_local_workers(ip, tmp_path):
         )
     assert "[rank 0] shipped" in captured.stdout
     assert "[rank 1] shipped" in captured.stdout
+
+
+def test_installation_limits_apply_to_every_submission(ip, jupyter_dirs):
+    (jupyter_dirs / "config" / "jupyter_server_config.json").write_text(
+        '{"TrainingApp": {"max_workers": 4, "max_gpus_per_worker": 1}}'
+    )
+    ip.register_magics(TrainingMagics)
+    with pytest.raises(UsageError, match=r"--workers: 8 is over this installation's limit of 4"):
+        cell_magic(ip, "-w 8", "pass")
+    with pytest.raises(
+        UsageError, match=r"--gpus: 2 is over .* \(c.TrainingApp.max_gpus_per_worker\)"
+    ):
+        cell_magic(ip, "-w 1 -g 2 --dry-run", "pass")

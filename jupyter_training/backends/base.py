@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Protocol
 
@@ -44,8 +45,10 @@ class Backend(Protocol):
     def list(self, *, limit: int = 50) -> list[JobRecord]:
         """This backend's jobs, newest first."""
 
-    def events(self, job_id: str, *, follow: bool = True) -> Iterator[Event]:
-        """The job's events from the start; with ``follow``, until it ends."""
+    def events(
+        self, job_id: str, *, follow: bool = True, stop: threading.Event | None = None
+    ) -> Iterator[Event]:
+        """The job's events from the start; with ``follow``, until it ends (or ``stop``)."""
 
     def logs(
         self, job_id: str, *, rank: int | None = None, follow: bool = False

@@ -1,6 +1,6 @@
 """The embedded default backend: jobs run as processes on this machine.
 
-Each job gets a directory under ``<data_dir>/jobs/<id>`` and a detached
+Each job gets a directory under ``<store_dir>/jobs/<id>`` and a detached
 supervisor (:mod:`.supervisor`) that outlives the kernel. Status comes from the
 store, events and logs from tailing the job's files.
 """
@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,7 +37,7 @@ class LocalBackend:
     def __init__(self, store: JobStore, settings: TrainingSettings) -> None:
         self.store = store
         self.settings = settings
-        self.jobs_dir = Path(settings.data_dir) / "jobs"
+        self.jobs_dir = Path(settings.store_dir) / "jobs"
 
     def files(self, job_id: str) -> JobFiles:
         return JobFiles(self.jobs_dir / job_id)
@@ -147,11 +148,17 @@ class LocalBackend:
     def list(self, *, limit: int = 50) -> list[JobRecord]:
         return self.store.list(limit=limit, backend=self.name)
 
-    def events(self, job_id: str, *, follow: bool = True) -> Iterator[Event]:
+    def events(
+        self, job_id: str, *, follow: bool = True, stop: threading.Event | None = None
+    ) -> Iterator[Event]:
         record = self.store.get(job_id)
         alive = None if record.is_terminal else lambda: not self.get(record.id).is_terminal
         return self.files(record.id).follow(
-            record.id, record.workers, follow=follow and not record.is_terminal, alive=alive
+            record.id,
+            record.workers,
+            follow=follow and not record.is_terminal,
+            alive=alive,
+            stop=stop,
         )
 
     def logs(

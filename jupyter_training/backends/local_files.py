@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -95,6 +96,7 @@ class JobFiles:
         *,
         follow: bool = True,
         alive: Callable[[], bool] | None = None,
+        stop: threading.Event | None = None,
     ) -> Iterator[Event]:
         """Events from the journal and rank logs, from the start.
 
@@ -105,7 +107,7 @@ class JobFiles:
         logs = {rank: _Tail(self.rank_log(rank)) for rank in range(ranks)}
         last_alive_check = time.monotonic()
         terminal: Event | None = None
-        while True:
+        while stop is None or not stop.is_set():
             produced = False
             for line in journal.read_lines():
                 produced = True

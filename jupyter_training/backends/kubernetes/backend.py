@@ -9,6 +9,7 @@ object is gone.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -287,7 +288,9 @@ class KubernetesBackend:
     def list(self, *, limit: int = 50) -> list[JobRecord]:
         return self.store.list(limit=limit, backend=self.name)
 
-    def events(self, job_id: str, *, follow: bool = True) -> Iterator[Event]:
+    def events(
+        self, job_id: str, *, follow: bool = True, stop: threading.Event | None = None
+    ) -> Iterator[Event]:
         """Live events through watches; for a finished job, the logs its pods still hold."""
         record = self.store.get(job_id)
         if record.is_terminal or not follow:
@@ -296,6 +299,8 @@ class KubernetesBackend:
         cluster, target, namespace = self._where(record)
         watch = JobWatch(cluster, target, namespace, record.name, record.id)
         watch.was_cancelled = lambda: self.store.get(record.id).phase == CANCELLED
+        if stop is not None:
+            watch.outer_stop = stop
         watch.start()
         try:
             for event in watch:

@@ -77,6 +77,8 @@ class JobWatch:
         self.cancel_requested = False
         #: Asked when the job disappears: did a user cancel it (from any process)?
         self.was_cancelled: Callable[[], bool] = lambda: False
+        #: Set by a consumer that wants the stream to end early (a closed browser tab).
+        self.outer_stop = threading.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -102,8 +104,11 @@ class JobWatch:
     def __iter__(self) -> Iterator[Event]:
         """Events in arrival order; the terminal phase event comes last."""
         try:
-            while True:
-                event = self.events.get()
+            while not self.outer_stop.is_set():
+                try:
+                    event = self.events.get(timeout=0.2)
+                except queue.Empty:
+                    continue
                 if event is None:
                     return
                 yield event

@@ -1,0 +1,305 @@
+"""REST and WebSocket handlers: parse, authorize, call the client, serialize. Nothing else.
+
+Every route is authenticated (``@web.authenticated`` / ``@ws_authenticated``) and
+authorized against the ``jupyter_training`` resource; mutating calls carry
+Jupyter's XSRF check (APIHandler). Blocking work runs in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+from typing import Any
+
+from jupyter_core.utils import ensure_async
+from jupyter_server.auth.decorator import authorized, ws_authenticated
+from jupyter_server.base.handlers import APIHandler, JupyterHandler
+from tornado import web, websocket
+from tornado.ioloop import IOLoop
+from tornado.iostream import StreamClosedError
+
+from ..backends.base import SubmitError
+from ..capture import CaptureError
+from ..client import TrainingClient
+from ..spec import BACKENDS, JobSpec, SpecError
+from ..store import JobNotFound
+from .monitor import JobMonitor
+
+AUTH_RESOURCE = "jupyter_training"
+JOB_ID = r"(?P<job_id>[0-9a-f]{1,32})"
+MAX_PAGE = 500
+
+
+class TrainingHandler(APIHandler):
+    """Shared access to the services the extension put in the settings."""
+
+    auth_resource = AUTH_RESOURCE
+
+    @property
+    def client(self) -> TrainingClient:
+        return self.settings["jupyter_training_client"]
+
+    @property
+    def monitor(self) -> JobMonitor:
+        return self.settings["jupyter_training_monitor"]
+
+    def fail(self, status: int, message: str, field: str | None = None) -> None:
+        self.set_status(status)
+        self.finish(json.dumps({"message": message, "field": field}))
+
+    def int_argument(self, name: str, default: int, low: int, high: int) -> int | None:
+        raw = self.get_argument(name, None)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            self.fail(400, f"{name} must be a whole number from {low} to {high}", name)
+            return None
+        return value
+
+
+class VersionHandler(TrainingHandler):
+    @web.authenticated
+    @authorized
+    def get(self) -> None:
+        self.finish({"version": self.settings["jupyter_training_version"]})
+
+
+class JobsHandler(TrainingHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        limit = self.int_argument("limit", 50, 1, MAX_PAGE)
+        offset = self.int_argument("offset", 0, 0, 10**9)
+        if limit is None or offset is None:
+            return
+        filters = {
+            key: self.get_argument(key, None) or None for key in ("phase", "backend", "notebook")
+        }
+        records = await asyncio.to_thread(
+            self.client.store.list, limit=limit, offset=offset, **filters
+        )
+        self.finish(
+            {"jobs": [self.monitor.job_json(r) for r in records], "limit": limit, "offset": offset}
+        )
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError as err:
+            return self.fail(400, f"the request body is not JSON: {err}")
+        if not isinstance(body, dict) or not isinstance(body.get("cell"), str):
+            return self.fail(400, 'send {"spec": {...}, "cell": "<source>"}', "cell")
+        try:
+            spec = JobSpec.from_dict(body.get("spec") or {})
+            record = await asyncio.to_thread(
+                self.client.submit,
+                spec,
+                body["cell"],
+                {},
+                notebook=body.get("notebook"),
+                workdir=self.settings.get("server_root_dir") or os.getcwd(),
+            )
+        except SpecError as err:
+            return self.fail(400, str(err), err.field)
+        except (CaptureError, SubmitError, TypeError) as err:
+            return self.fail(400, str(err))
+        self.set_status(201)
+        self.finish(self.monitor.job_json(record))
+
+
+class JobHandler(TrainingHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, job_id: str) -> None:
+        try:
+            record = await asyncio.to_thread(self.client.get, job_id)
+        except JobNotFound as err:
+            return self.fail(404, str(err))
+        data = self.monitor.job_json(record)
+        data.update(spec=record.spec, cell=record.cell)
+        self.finish(data)
+
+    @web.authenticated
+    @authorized
+    async def delete(self, job_id: str) -> None:
+        try:
+            record = await asyncio.to_thread(self.client.cancel, job_id)
+        except JobNotFound as err:
+            return self.fail(404, str(err))
+        except SubmitError as err:
+            return self.fail(502, str(err))
+        self.finish(self.monitor.job_json(record))
+
+
+class LogsHandler(TrainingHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, job_id: str) -> None:
+        rank = self.get_argument("rank", None)
+        follow = self.get_argument("follow", "0") in ("1", "true", "yes")
+        try:
+            rank_number = int(rank) if rank not in (None, "") else None
+            record = await asyncio.to_thread(self.client.store.get, job_id)
+        except ValueError:
+            return self.fail(400, "rank must be a whole number", "rank")
+        except JobNotFound as err:
+            return self.fail(404, str(err))
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        stop = threading.Event()
+        lines: asyncio.Queue[Any] = asyncio.Queue(maxsize=10_000)
+        loop = asyncio.get_running_loop()
+
+        def pump() -> None:
+            try:
+                for event in self.client.logs(record.id, rank=rank_number, follow=follow):
+                    if stop.is_set():
+                        break
+                    asyncio.run_coroutine_threadsafe(lines.put(event), loop).result()
+            finally:
+                asyncio.run_coroutine_threadsafe(lines.put(None), loop)
+
+        threading.Thread(target=pump, name=f"jt-logs-{record.id}", daemon=True).start()
+        try:
+            while (event := await lines.get()) is not None:
+                chunk = [event]
+                while not lines.empty() and chunk[-1] is not None and len(chunk) < 1000:
+                    chunk.append(lines.get_nowait())
+                done = chunk[-1] is None
+                self.write(
+                    "".join(
+                        f"[rank {e.rank}] {e.data.get('line', '')}\n"
+                        for e in chunk
+                        if e is not None
+                    )
+                )
+                await self.flush()
+                if done:
+                    break
+        except StreamClosedError:
+            pass  # the reader went away
+        finally:
+            stop.set()
+        self.finish()
+
+
+class ClusterHandler(TrainingHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.finish(await asyncio.to_thread(describe_cluster, self.client))
+
+
+class EventsSocket(JupyterHandler, websocket.WebSocketHandler):
+    """Pushes job updates; ``{"subscribe": id}`` streams one job's events from its start."""
+
+    auth_resource = AUTH_RESOURCE
+
+    async def pre_get(self) -> None:
+        authorized_user = await ensure_async(
+            self.authorizer.is_authorized(self, self.current_user, "read", AUTH_RESOURCE)
+        )
+        if not authorized_user:
+            raise web.HTTPError(403)
+
+    @ws_authenticated
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        await self.pre_get()
+        result = super().get(*args, **kwargs)
+        if result is not None:
+            await result
+
+    @property
+    def monitor(self) -> JobMonitor:
+        return self.settings["jupyter_training_monitor"]
+
+    def open(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        self.loop = IOLoop.current()
+        self.subscription: Any = None
+        self.listener = self.monitor.add_listener(self.send)
+        records = self.monitor.client.store.list(limit=100)
+        self.send({"type": "jobs", "jobs": [self.monitor.job_json(r) for r in records]})
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Thread-safe: queue ``message`` for this socket on the server's loop."""
+        self.loop.add_callback(self._write, json.dumps(message, default=str))
+
+    def _write(self, text: str) -> None:
+        try:
+            self.write_message(text)
+        except websocket.WebSocketClosedError:
+            self.on_close()
+
+    def on_message(self, message: str | bytes) -> None:
+        try:
+            request = json.loads(message)
+        except ValueError:
+            return self.send({"type": "error", "message": "messages must be JSON"})
+        if not isinstance(request, dict):
+            return self.send({"type": "error", "message": "messages must be JSON objects"})
+        if "subscribe" in request or "unsubscribe" in request:
+            self._unsubscribe()
+            job_id = request.get("subscribe")
+            if isinstance(job_id, str) and job_id:
+                try:
+                    record = self.monitor.client.store.get(job_id)
+                except JobNotFound as err:
+                    return self.send({"type": "error", "message": str(err)})
+                self.subscription = self.monitor.subscribe(record.id, self.send)
+
+    def _unsubscribe(self) -> None:
+        if self.subscription is not None:
+            self.subscription.set()
+            self.subscription = None
+
+    def on_close(self) -> None:
+        self._unsubscribe()
+        self.monitor.remove_listener(self.listener)
+
+
+def describe_cluster(client: TrainingClient) -> dict[str, Any]:
+    """What the launch form needs: backends, their state, default images."""
+    from ..backends.supervisor import visible_gpu_ids
+
+    settings = client.settings
+    backends: dict[str, Any] = {
+        "local": {"available": True, "gpus": len(visible_gpu_ids()), "cpus": os.cpu_count()},
+    }
+    kubernetes: dict[str, Any] = {"available": False, "apis": [], "namespace": None}
+    try:
+        backend = client.backend("kubernetes")
+        cluster = backend.cluster()  # type: ignore[attr-defined]
+        kubernetes.update(
+            available=True,
+            namespace=cluster.default_namespace,
+            apis=sorted(cluster.available_apis()),
+        )
+    except Exception as err:  # report why, never fail the form
+        kubernetes["error"] = str(err)
+    backends["kubernetes"] = kubernetes
+    return {
+        "default_backend": settings.backend,
+        "backends": {name: backends[name] for name in BACKENDS},
+        "images": {"pytorch": settings.pytorch_image, "xgboost": settings.xgboost_image},
+        "limits": {
+            "max_workers": settings.max_workers,
+            "max_gpus_per_worker": settings.max_gpus_per_worker,
+        },
+    }
+
+
+HANDLERS: list[tuple[str, type]] = [
+    ("version", VersionHandler),
+    ("jobs", JobsHandler),
+    (f"jobs/{JOB_ID}", JobHandler),
+    (f"jobs/{JOB_ID}/logs", LogsHandler),
+    ("cluster", ClusterHandler),
+    ("events", EventsSocket),
+]

@@ -1,0 +1,202 @@
+"""Server-side fan-out of job updates and event streams to WebSocket clients.
+
+The monitor tails the store's change feed (every kernel, supervisor and
+server appends to it), follows every unfinished job's event stream (watches
+for Kubernetes, file tails locally) to keep live metrics and the store
+current, and pushes messages to sockets through the server's event loop.
+No client polls, and nothing here polls a backend on a timer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..client import TrainingClient
+from ..events import Event
+from ..store import JobNotFound, JobRecord
+
+log = logging.getLogger(__name__)
+
+FEED_TAIL_SECONDS = 0.1
+METRICS_PUSH_SECONDS = 1.0
+#: Most log lines per second one subscription forwards to a browser.
+LOG_LINES_PER_SECOND = 500
+
+Send = Callable[[dict[str, Any]], None]
+
+
+class JobMonitor:
+    """Follows jobs for the server and fans their updates out to subscribers."""
+
+    def __init__(self, client: TrainingClient) -> None:
+        self.client = client
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.listeners: dict[int, Send] = {}
+        self.followed: set[str] = set()
+        self.metrics: dict[str, dict[str, float]] = {}
+        self._metrics_pushed: dict[str, float] = {}
+
+    def start(self) -> None:
+        threading.Thread(target=self._tail_feed, name="jt-feed", daemon=True).start()
+        for record in self.client.store.list(limit=500):
+            if not record.is_terminal:
+                self.follow(record.id)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    # -- listeners ------------------------------------------------------------------------------
+
+    def add_listener(self, send: Send) -> int:
+        with self.lock:
+            key = id(send)
+            self.listeners[key] = send
+        return key
+
+    def remove_listener(self, key: int) -> None:
+        with self.lock:
+            self.listeners.pop(key, None)
+
+    def broadcast(self, message: dict[str, Any]) -> None:
+        with self.lock:
+            listeners = list(self.listeners.values())
+        for send in listeners:
+            send(message)
+
+    def job_message(self, record: JobRecord) -> dict[str, Any]:
+        return {"type": "job", "job": self.job_json(record)}
+
+    def job_json(self, record: JobRecord) -> dict[str, Any]:
+        """A job as the REST API and the WebSocket show it (with live metrics)."""
+        data = record.summary()
+        data["metrics"] = self.metrics.get(record.id) or record.metrics
+        return data
+
+    # -- the change feed -----------------------------------------------------------------------
+
+    def _tail_feed(self) -> None:
+        path = self.client.store.change_feed
+        offset = path.stat().st_size if path.exists() else 0
+        tail = b""
+        while not self.stopping.is_set():
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                size = 0
+            if size < offset:  # truncated by a writer: start over
+                offset, tail = 0, b""
+            if size == offset:
+                time.sleep(FEED_TAIL_SECONDS)
+                continue
+            with open(path, "rb") as feed:
+                feed.seek(offset)
+                chunk = feed.read(size - offset)
+            offset += len(chunk)
+            *lines, tail = (tail + chunk).split(b"\n")
+            changed = []
+            for line in lines:
+                try:
+                    job_id = json.loads(line)["id"]
+                except (ValueError, KeyError, TypeError):
+                    continue
+                if job_id not in changed:
+                    changed.append(job_id)
+            for job_id in changed:
+                self._job_changed(job_id)
+
+    def _job_changed(self, job_id: str) -> None:
+        try:
+            record = self.client.store.get(job_id)
+        except JobNotFound:
+            return
+        self.broadcast(self.job_message(record))
+        if not record.is_terminal:
+            self.follow(job_id)
+
+    # -- following jobs --------------------------------------------------------------------------
+
+    def follow(self, job_id: str) -> None:
+        """Follow an unfinished job's events (once) for live metrics and status."""
+        with self.lock:
+            if job_id in self.followed:
+                return
+            self.followed.add(job_id)
+        threading.Thread(
+            target=self._follow, args=(job_id,), name=f"jt-follow-{job_id}", daemon=True
+        ).start()
+
+    def _follow(self, job_id: str) -> None:
+        try:
+            for event in self.client.events(job_id, stop=self.stopping):
+                if event.kind == "report" and event.rank == 0 and event.data.get("metrics"):
+                    self._update_metrics(job_id, event.data["metrics"])
+        except Exception as err:  # a broken stream must not take the server down
+            log.warning("jupyter-training: following job %s stopped: %s", job_id, err)
+        finally:
+            metrics = self.metrics.get(job_id)
+            if metrics:
+                self.client.store.update(job_id, metrics=metrics)  # announces the change
+            with self.lock:
+                self.followed.discard(job_id)
+
+    def _update_metrics(self, job_id: str, metrics: dict[str, float]) -> None:
+        self.metrics.setdefault(job_id, {}).update(metrics)
+        now = time.monotonic()
+        if now - self._metrics_pushed.get(job_id, 0.0) >= METRICS_PUSH_SECONDS:
+            self._metrics_pushed[job_id] = now
+            with contextlib.suppress(JobNotFound):
+                self.broadcast(self.job_message(self.client.store.get(job_id)))
+
+    # -- per-client job subscriptions ------------------------------------------------------------
+
+    def subscribe(self, job_id: str, send: Send) -> threading.Event:
+        """Replay ``job_id``'s events from its start to ``send``; set the returned event to stop."""
+        stop = threading.Event()
+        threading.Thread(
+            target=self._stream,
+            args=(job_id, send, stop),
+            name=f"jt-subscribe-{job_id}",
+            daemon=True,
+        ).start()
+        return stop
+
+    def _stream(self, job_id: str, send: Send, stop: threading.Event) -> None:
+        window, sent, dropped = time.monotonic(), 0, 0
+        try:
+            for event in self.client.events(job_id, stop=stop):
+                if stop.is_set() or self.stopping.is_set():
+                    return
+                if event.kind == "log":
+                    now = time.monotonic()
+                    if now - window >= 1.0:
+                        if dropped:
+                            send(_event_message(job_id, _dropped(job_id, dropped)))
+                        window, sent, dropped = now, 0, 0
+                    if sent >= LOG_LINES_PER_SECOND:
+                        dropped += 1
+                        continue
+                    sent += 1
+                send(_event_message(job_id, event))
+            if dropped:
+                send(_event_message(job_id, _dropped(job_id, dropped)))
+        except Exception as err:
+            send({"type": "error", "job_id": job_id, "message": str(err)})
+
+
+def _event_message(job_id: str, event: Event) -> dict[str, Any]:
+    data = event.to_dict()
+    if event.kind == "result":  # results are pickles for the kernel, not for the browser
+        data["data"] = {"name": event.data.get("name"), "error": event.data.get("error")}
+    return {"type": "event", "job_id": job_id, "event": data}
+
+
+def _dropped(job_id: str, count: int) -> Event:
+    line = f"[{count} lines not shown here; %train_logs {job_id} prints them all]"
+    return Event("log", job_id, {"line": line}, rank=None)

@@ -1,0 +1,256 @@
+"""The server extension against a real jupyter_server (pytest-jupyter)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+from jupyter_server.auth import Authorizer
+from tornado.httpclient import HTTPClientError
+
+from jupyter_training import __version__
+
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+API = "jupyter-training/api"
+ROUTES = [
+    ("GET", "version"),
+    ("GET", "jobs"),
+    ("POST", "jobs"),
+    ("GET", "jobs/abc123"),
+    ("DELETE", "jobs/abc123"),
+    ("GET", "jobs/abc123/logs"),
+    ("GET", "cluster"),
+]
+
+
+@pytest.fixture
+def store_dir(tmp_path):
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def deny():
+    """Parametrize with True to deny the jupyter_training resource to every user."""
+    return False
+
+
+@pytest.fixture
+def jp_server_config(store_dir, tmp_path, deny):
+    config = {
+        "ServerApp": {"jpserver_extensions": {"jupyter_training": True}},
+        "TrainingApp": {"store_dir": str(store_dir), "kubeconfig": str(tmp_path / "none")},
+    }
+    if deny:
+        config["ServerApp"]["authorizer_class"] = DenyTraining
+    return config
+
+
+async def api(jp_fetch, method, path, body=None, **params):
+    kwargs = {"method": method}
+    if body is not None:
+        kwargs["body"] = json.dumps(body)
+    elif method == "POST":
+        kwargs["body"] = ""
+    if params:
+        kwargs["params"] = params
+    response = await jp_fetch(*API.split("/"), *path.split("/"), **kwargs)
+    return response.code, json.loads(response.body) if response.body else None
+
+
+async def wait_for_phase(jp_fetch, job_id, phases, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _, job = await api(jp_fetch, "GET", f"jobs/{job_id}")
+        if job["phase"] in phases:
+            return job
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"job {job_id} never reached {phases}")
+
+
+async def test_version(jp_fetch):
+    assert await api(jp_fetch, "GET", "version") == (200, {"version": __version__})
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+async def test_every_route_refuses_unauthenticated_calls(jp_fetch, method, path):
+    body = "{}" if method == "POST" else None
+    with pytest.raises(HTTPClientError) as caught:
+        await jp_fetch(
+            *API.split("/"),
+            *path.split("/"),
+            method=method,
+            body=body,
+            headers={"Authorization": ""},
+        )
+    assert caught.value.code in (401, 403)
+
+
+async def test_websocket_refuses_unauthenticated_handshake(jp_ws_fetch):
+    with pytest.raises(HTTPClientError) as caught:
+        await jp_ws_fetch(*API.split("/"), "events", headers={"Authorization": ""})
+    assert caught.value.code in (401, 403)
+
+
+async def test_create_list_logs_events_cancel_round_trip(jp_fetch, jp_ws_fetch):
+    socket = await jp_ws_fetch(*API.split("/"), "events")
+    first = json.loads(await socket.read_message())
+    assert first == {"type": "jobs", "jobs": []}
+    cell = (
+        "import jupyter_training as jt\nprint('hello from', jt.rank())\njt.report(step=1, loss=0.5)"
+    )
+    code, job = await api(
+        jp_fetch, "POST", "jobs", {"spec": {"workers": 2, "name": "from-rest"}, "cell": cell}
+    )
+    assert code == 201 and job["name"] == "from-rest" and job["phase"] == "Pending"
+    socket.write_message(json.dumps({"subscribe": job["id"]}))
+    seen_phases, lines, job_updates = [], [], []
+    deadline = time.monotonic() + 60
+    while "Succeeded" not in seen_phases and time.monotonic() < deadline:
+        message = json.loads(await asyncio.wait_for(socket.read_message(), 30))
+        if message["type"] == "job":
+            job_updates.append(message["job"]["phase"])
+        elif message["type"] == "event":
+            event = message["event"]
+            if event["kind"] == "phase":
+                seen_phases.append(event["data"]["phase"])
+            elif event["kind"] == "log":
+                lines.append((event["rank"], event["data"]["line"]))
+    assert seen_phases[-1] == "Succeeded"
+    assert sorted(lines) == [(0, "hello from 0"), (1, "hello from 1")]
+    while "Succeeded" not in job_updates:  # pushed from the store's change feed, no polling
+        message = json.loads(await asyncio.wait_for(socket.read_message(), 10))
+        if message["type"] == "job":
+            job_updates.append(message["job"]["phase"])
+    assert job_updates[0] == "Pending"
+    socket.close()
+
+    _, listing = await api(jp_fetch, "GET", "jobs")
+    assert [j["id"] for j in listing["jobs"]] == [job["id"]]
+    _, only_failed = await api(jp_fetch, "GET", "jobs", phase="Failed")
+    assert only_failed["jobs"] == []
+    _, detail = await api(jp_fetch, "GET", f"jobs/{job['id']}")
+    assert detail["cell"] == cell and detail["spec"]["workers"] == 2
+    response = await jp_fetch(*API.split("/"), "jobs", job["id"], "logs", params={"rank": 1})
+    assert response.body.decode() == "[rank 1] hello from 1\n"
+
+    code, running = await api(
+        jp_fetch, "POST", "jobs", {"spec": {"workers": 2}, "cell": "import time\ntime.sleep(600)"}
+    )
+    await wait_for_phase(jp_fetch, running["id"], {"Running"})
+    code, cancelled = await api(jp_fetch, "DELETE", f"jobs/{running['id']}")
+    assert (code, cancelled["phase"]) == (200, "Cancelled")
+
+
+async def test_logs_follow_streams_until_the_job_ends(jp_fetch):
+    cell = "import time\nfor i in range(3):\n    print('tick', i, flush=True)\n    time.sleep(0.3)"
+    _, job = await api(jp_fetch, "POST", "jobs", {"spec": {"workers": 1}, "cell": cell})
+    response = await jp_fetch(
+        *API.split("/"), "jobs", job["id"], "logs", params={"follow": 1}, request_timeout=60
+    )
+    assert response.body.decode().splitlines() == [f"[rank 0] tick {i}" for i in range(3)]
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "text"),
+    [
+        ({"spec": {"workers": 0}, "cell": "pass"}, "--workers", "must be >= 1"),
+        ({"spec": {"wrokers": 2}, "cell": "pass"}, "wrokers", "unknown setting"),
+        ({"spec": {"framework": "jax"}, "cell": "pass"}, "--framework", "not one of"),
+        ({"spec": {"workers": 1000}, "cell": "pass"}, "--workers", "limit of 64"),
+        ({"spec": {}}, "cell", "send"),
+        ({"spec": {}, "cell": "x = ("}, None, "syntax error on line 1"),
+    ],
+)
+async def test_bad_payloads_are_400_naming_the_field(jp_fetch, body, field, text):
+    with pytest.raises(HTTPClientError) as caught:
+        await api(jp_fetch, "POST", "jobs", body)
+    assert caught.value.code == 400
+    error = json.loads(caught.value.response.body)
+    assert error["field"] == field and text in error["message"]
+
+
+async def test_bad_query_and_unknown_ids(jp_fetch):
+    with pytest.raises(HTTPClientError) as caught:
+        await api(jp_fetch, "GET", "jobs", limit="lots")
+    assert caught.value.code == 400 and json.loads(caught.value.response.body)["field"] == "limit"
+    for method, path in (("GET", "jobs/abcdef"), ("DELETE", "jobs/abcdef")):
+        with pytest.raises(HTTPClientError) as caught:
+            await api(jp_fetch, method, path)
+        assert caught.value.code == 404
+    with pytest.raises(HTTPClientError) as caught:
+        await jp_fetch(*API.split("/"), "jobs", "..%2F..%2Fetc", method="GET")
+    assert caught.value.code == 404
+
+
+async def test_cluster_describes_backends(jp_fetch):
+    _, cluster = await api(jp_fetch, "GET", "cluster")
+    assert cluster["default_backend"] == "local"
+    assert cluster["backends"]["local"]["available"] is True
+    assert cluster["backends"]["kubernetes"]["available"] is False
+    assert "no usable Kubernetes configuration" in cluster["backends"]["kubernetes"]["error"]
+    assert cluster["images"]["pytorch"].startswith("docker.io/pytorch/")
+
+
+class DenyTraining(Authorizer):
+    """An authorizer that allows everything but jupyter-training's resource."""
+
+    def is_authorized(self, handler, user, action, resource):
+        return resource != "jupyter_training"
+
+
+@pytest.mark.parametrize("deny", [True])
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+async def test_every_route_refuses_unauthorized_users(jp_fetch, deny, method, path):
+    body = "{}" if method == "POST" else None
+    with pytest.raises(HTTPClientError) as caught:
+        await jp_fetch(*API.split("/"), *path.split("/"), method=method, body=body)
+    assert caught.value.code == 403
+
+
+@pytest.mark.parametrize("deny", [True])
+async def test_websocket_refuses_unauthorized_users(jp_ws_fetch, deny):
+    with pytest.raises(HTTPClientError) as caught:
+        await jp_ws_fetch(*API.split("/"), "events")
+    assert caught.value.code == 403
+
+
+async def test_mutating_calls_need_xsrf_when_authenticated_by_cookie(jp_fetch, jp_base_url):
+    login = await jp_fetch(
+        "login", headers={"Authorization": ""}, follow_redirects=False, raise_error=False, params={}
+    )
+    cookies = "; ".join(c.split(";", 1)[0] for c in login.headers.get_list("Set-Cookie"))
+    xsrf = next(c.split("=", 1)[1] for c in cookies.split("; ") if c.startswith("_xsrf="))
+    # Log in with the token the way a browser does: the server answers with a login cookie.
+    token = (await jp_fetch("api", "status")).request.headers["Authorization"].split()[-1]
+    logged_in = await jp_fetch(
+        "login",
+        method="POST",
+        headers={"Authorization": "", "Cookie": cookies},
+        body=f"_xsrf={xsrf}&password={token}",
+        follow_redirects=False,
+        raise_error=False,
+    )
+    session = "; ".join(
+        [cookies] + [c.split(";", 1)[0] for c in logged_in.headers.get_list("Set-Cookie")]
+    )
+    body = json.dumps({"spec": {"workers": 1}, "cell": "pass"})
+    with pytest.raises(HTTPClientError) as caught:
+        await jp_fetch(
+            *API.split("/"),
+            "jobs",
+            method="POST",
+            body=body,
+            headers={"Authorization": "", "Cookie": session},
+        )
+    assert caught.value.code == 403
+    accepted = await jp_fetch(
+        *API.split("/"),
+        "jobs",
+        method="POST",
+        body=body,
+        headers={"Authorization": "", "Cookie": session, "X-XSRFToken": xsrf},
+    )
+    assert accepted.code == 201
