@@ -254,3 +254,22 @@ async def test_mutating_calls_need_xsrf_when_authenticated_by_cookie(jp_fetch, j
         headers={"Authorization": "", "Cookie": session, "X-XSRFToken": xsrf},
     )
     assert accepted.code == 201
+
+
+def test_openapi_document_covers_every_route():
+    import dataclasses
+    from pathlib import Path
+
+    import yaml
+
+    from jupyter_training.server.handlers import HANDLERS
+    from jupyter_training.spec import JobSpec
+
+    document = yaml.safe_load((Path(__file__).parents[1] / "docs" / "openapi.yaml").read_text())
+    documented = set(document["paths"])
+    routes = {
+        "/" + pattern.replace("(?P<job_id>[0-9a-f]{1,32})", "{job_id}") for pattern, _ in HANDLERS
+    }
+    assert documented == routes
+    spec_fields = set(document["components"]["schemas"]["JobSpec"]["properties"])
+    assert spec_fields == {f.name for f in dataclasses.fields(JobSpec)}
