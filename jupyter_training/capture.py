@@ -358,8 +358,10 @@ def _check_size(payload: Payload, max_bytes: int) -> None:
     total = payload.nbytes()
     if total <= max_bytes:
         return
-    biggest = sorted(payload.values, key=lambda v: v.nbytes(), reverse=True)[:3]
-    listing = ", ".join(f"{v.name} ({_mb(v.nbytes())})" for v in biggest)
+    sizes = [(v.name, v.nbytes()) for v in payload.values]
+    sizes += [(f"--files {path}", len(data)) for path, data in payload.files]
+    biggest = sorted(sizes, key=lambda item: item[1], reverse=True)[:3]
+    listing = ", ".join(f"{name} ({_mb(size)})" for name, size in biggest)
     raise CaptureError(
         f"the captured notebook variables take {_mb(total)}, over the {_mb(max_bytes)} limit "
         f"(largest: {listing}). Load or build large data inside the cell, or raise "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-import importlib
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -110,10 +110,10 @@ def _remote_class(failure: Mapping[str, Any], namespace: Mapping[str, Any]) -> t
     elif module == "__main__":
         found = namespace.get(qualname)
     else:
+        found = sys.modules.get(module)  # never import a module just to name an error
         try:
-            found = importlib.import_module(module)
             for part in qualname.split("."):
                 found = getattr(found, part)
-        except (ImportError, AttributeError):
+        except AttributeError:
             return None
     return found if isinstance(found, type) and issubclass(found, Exception) else None

@@ -98,6 +98,7 @@ def cluster_args(func: Callable[..., Any]) -> Callable[..., Any]:
         argument(
             "--files",
             nargs="+",
+            action="extend",
             default=[],
             metavar="PATH",
             help="Local modules, files or directories to ship into the job's directory.",
@@ -298,7 +299,11 @@ class TrainingMagics(Magics):
     def _bring_home(self, record: JobRecord, follower: Follower, names: list[str]) -> None:
         if not names:
             return
-        values = follower.results.values(self.shell.user_ns)
+        values = {
+            name: value
+            for name, value in follower.results.values(self.shell.user_ns).items()
+            if name in names
+        }
         self.shell.user_ns.update(values)
         if values:
             print(f"[{record.name}] returned {', '.join(sorted(values))} from rank 0")
@@ -329,9 +334,10 @@ class TrainingMagics(Magics):
         args = parse_argstring(self.train_jobs, line)
         records = self.client.list(limit=args.limit)
         if widgets_available():
-            from IPython.display import HTML, display
+            from IPython.display import display
 
-            display(HTML(html_job_table(records)))
+            table = {"text/html": html_job_table(records), "text/plain": format_job_table(records)}
+            display(table, raw=True)
         else:
             print(format_job_table(records))
 

@@ -12,6 +12,7 @@ line by line, rate-limited, tqdm-style.
 from __future__ import annotations
 
 import html
+import math
 import sys
 import time
 from typing import Any, TextIO
@@ -143,7 +144,10 @@ class TextJobView:
             )
         elif state.step is not None:
             bar = f"step {state.step} "
-        self.out.write(f"[{self.record.name}] rank 0: {bar}{_format_metrics(state.metrics)}\n")
+        line = f"[{self.record.name}] rank 0: {bar}{_format_metrics(state.metrics)}\n"
+        if line != getattr(self, "_last_progress_line", None):
+            self._last_progress_line = line
+            self.out.write(line)
 
     def show_finished(self, record: JobRecord) -> None:
         if self.hidden_lines:
@@ -330,7 +334,7 @@ def render_charts(progress: JobProgress, rank: int, width: int = 300, height: in
     """Inline SVG line charts, one per metric, of ``rank``'s reported values over steps."""
     charts = []
     for name in sorted(progress.series):
-        points = progress.series[name].get(rank) or []
+        points = [(x, y) for x, y in progress.series[name].get(rank) or [] if math.isfinite(y)]
         if not points:
             continue
         xs, ys = [x for x, _ in points], [y for _, y in points]

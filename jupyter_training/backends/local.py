@@ -67,7 +67,7 @@ class LocalBackend:
         ]
         for rank in range(spec.workers):
             env = worker_env("<job-id>", spec.to_dict(), rank, 0, gpu_ids, {}, "<job-dir>/files")
-            env["MASTER_PORT"] = "<free port>"
+            env.update({k: "<free port>" for k, v in env.items() if k.endswith("_PORT")})
             lines.append(f"rank {rank}: {sys.executable} -m jupyter_training.runtime payload.bin")
             lines.extend(f"    {key}={value}" for key, value in sorted(env.items()))
         return "\n".join(lines) + "\n"

@@ -114,7 +114,9 @@ class Payload:
         for relative, data in self.files:
             target = directory / relative
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
+            staged = target.with_name(f".{target.name}.{os.getpid()}")
+            staged.write_bytes(data)
+            os.replace(staged, target)  # ranks sharing a directory never see a partial file
 
     def load_value(self, blob: ValueBlob) -> Any:
         """Unpickle one value (its classes must already be importable)."""

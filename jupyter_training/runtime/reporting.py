@@ -7,6 +7,7 @@ they need no extra network path and work the same locally and in a pod.
 from __future__ import annotations
 
 import base64
+import operator
 import os
 import pickle
 from collections.abc import Mapping
@@ -28,11 +29,24 @@ def report(step: int | None = None, total: int | None = None, **metrics: Any) ->
     notebook. Metric values must be numbers (tensors and NumPy scalars are
     converted). Ordinary prints are unaffected.
     """
-    for name, value in (("step", step), ("total", total)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise TypeError(f"report(): {name} must be a whole number, got {value!r}")
+    step, total = _whole("step", step), _whole("total", total)
     values = {name: _number(name, value) for name, value in metrics.items()}
+    if "JUPYTER_TRAINING_JOB_ID" not in os.environ:  # called outside a job: just show it
+        shown = " ".join(f"{k}={v:.4g}" for k, v in values.items())
+        print(f"report: step {step}/{total} {shown}".replace(" None", " -"))
+        return
     records.emit("report", step=step, total=total, metrics=values, rank=rank())
+
+
+def _whole(name: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise TypeError(f"report(): {name} must be a whole number, got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"report(): {name} must be a whole number, got {value!r}") from None
 
 
 def _number(name: str, value: Any) -> float:
@@ -59,11 +73,19 @@ def send_results(namespace: Mapping[str, Any], names: list[str]) -> None:
             records.emit(
                 "result",
                 name=name,
-                error=f"{name!r} is {len(data) / 1e6:.1f} MB, over the {limit / 1e6:.1f} MB that "
-                "travel through the job's output; save it to a shared --volume path instead",
+                error=f"{name!r} is {_size(len(data))}, over the {_size(limit)} that travel "
+                "through the job's output (c.TrainingApp.max_result_bytes); save it to a shared "
+                "--volume path instead",
             )
             continue
         text = base64.b64encode(data).decode()
         chunks = [text[i : i + CHUNK_CHARS] for i in range(0, len(text), CHUNK_CHARS)] or [""]
         for index, chunk in enumerate(chunks):
             records.emit("result", name=name, chunk=index, chunks=len(chunks), data=chunk)
+
+
+def _size(nbytes: int) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= size:
+            return f"{nbytes / size:.1f} {unit}"
+    return f"{nbytes} bytes"

@@ -1,0 +1,198 @@
+"""The JupyterLab sidebar in real headless Chromium against a real ``jupyter lab``.
+
+Launches the active notebook cell from the sidebar's form (through the kernel, so
+notebook names are captured), watches it reach Succeeded, reads a rank's logs,
+and cancels a second job. Set ``JT_SCREENSHOTS=<dir>`` to save screenshots.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+playwright = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+LABEXTENSION = Path(__file__).resolve().parents[1] / "jupyter_training" / "labextension"
+TOKEN = "sidebar-test"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _notebook(path: Path) -> None:
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell("%load_ext jupyter_training\nfactor = 3"),
+        nbformat.v4.new_code_cell(
+            "import jupyter_training as jt\n"
+            "print('sidebar launch', jt.rank() * factor)\n"
+            "jt.report(step=1, total=1, loss=0.25)"
+        ),
+        nbformat.v4.new_code_cell("import time\ntime.sleep(600)"),
+    ]
+    notebook.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(notebook, path)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is not installed: apt-get install -y chromium (see README)")
+    if not (LABEXTENSION / "package.json").exists():
+        pytest.fail("the labextension is not built: pip install -e . builds it")
+    base = tmp_path_factory.mktemp("lab")
+    env = dict(os.environ)
+    for name in (
+        "JUPYTER_CONFIG_DIR",
+        "JUPYTER_DATA_DIR",
+        "JUPYTER_RUNTIME_DIR",
+        "IPYTHONDIR",
+        "XDG_CONFIG_HOME",
+        "XDG_CACHE_HOME",
+    ):
+        (base / name.lower()).mkdir()
+        env[name] = str(base / name.lower())
+    settings = base / "lab-settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
+    env["JUPYTERLAB_SETTINGS_DIR"] = str(base / "lab-settings")
+    extensions = base / "jupyter_data_dir" / "labextensions"
+    extensions.mkdir()
+    (extensions / "jupyter-training").symlink_to(LABEXTENSION)
+    (base / "jupyter_config_dir" / "jupyter_server_config.json").write_text(
+        json.dumps(
+            {
+                "ServerApp": {"jpserver_extensions": {"jupyter_training": True}},
+                "FileContentsManager": {"delete_to_trash": False},
+            }
+        )
+    )
+    root = base / "work"
+    root.mkdir()
+    _notebook(root / "train.ipynb")
+    port = _free_port()
+    log = (base / "lab.log").open("wb")  # the server writes to it until the end
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--allow-root",
+            f"--port={port}",
+            f"--IdentityProvider.token={TOKEN}",
+            f"--ServerApp.root_dir={root}",
+            "--ServerApp.base_url=/prefix/",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    url = f"http://127.0.0.1:{port}/prefix/"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            time.sleep(0.2)
+    try:
+        yield url, base
+    finally:
+        server.terminate()
+        server.wait(30)
+        log.close()
+
+
+@pytest.fixture
+def page(lab):
+    url, _ = lab
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(f"{url}lab/tree/train.ipynb?token={TOKEN}")
+        page.wait_for_selector("text=Python 3 (ipykernel) | Idle", timeout=60_000)
+        yield page
+        browser.close()
+
+
+def screenshot(page, name: str) -> None:
+    directory = os.environ.get("JT_SCREENSHOTS")
+    if directory:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(directory) / name))
+
+
+def select_cell(page, index: int) -> None:
+    page.locator(".jp-Notebook .jp-Cell .jp-InputPrompt").nth(index).click()
+
+
+def open_sidebar(page) -> None:
+    page.locator(".jp-SideBar [data-id='jupyter-training:sidebar']").click()
+    page.get_by_test_id("jt-sidebar").wait_for(timeout=10_000)
+
+
+def launch(page, workers: int) -> None:
+    page.get_by_test_id("jt-launch-workers").fill(str(workers))
+    page.get_by_test_id("jt-launch-button").click()
+
+
+def test_launch_watch_logs_and_cancel(page):
+    page.locator(".jp-Notebook .jp-Cell").first.click()
+    page.keyboard.press("Shift+Enter")  # %load_ext and a notebook variable the job will use
+    page.wait_for_selector(
+        ".jp-Notebook .jp-Cell >> nth=0 >> .jp-InputPrompt >> text=[1]", timeout=30_000
+    )
+    open_sidebar(page)
+    select_cell(page, 1)
+    launch(page, workers=2)
+    done = page.locator("[data-testid='jt-job-row'][data-phase='Succeeded']")
+    done.first.wait_for(timeout=90_000)
+    screenshot(page, "sidebar-jobs.png")
+    done.first.click()
+    page.get_by_test_id("jt-details").wait_for()
+    page.get_by_test_id("jt-log-rank").select_option("1")
+    log = page.get_by_test_id("jt-log")
+    log.get_by_text("sidebar launch 3").wait_for(timeout=30_000)
+    assert "sidebar launch 0" not in log.inner_text()
+    assert page.locator("[data-testid='jt-rank-row']").count() == 2
+    screenshot(page, "sidebar-details.png")
+    page.get_by_test_id("jt-back").click()
+
+    select_cell(page, 2)
+    launch(page, workers=2)
+    running = page.locator("[data-testid='jt-job-row'][data-phase='Running']")
+    running.first.wait_for(timeout=90_000)
+    running.first.click()
+    page.get_by_test_id("jt-cancel").click()
+    page.get_by_test_id("jt-back").click()
+    page.locator("[data-testid='jt-job-row'][data-phase='Cancelled']").first.wait_for(
+        timeout=60_000
+    )
+    screenshot(page, "sidebar-cancelled.png")
