@@ -1,0 +1,285 @@
+/**
+ * The one service module: every REST call and the event WebSocket of the
+ * jupyter-training server extension, under `{baseUrl}jupyter-training/api/`.
+ */
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+import { IDisposable } from '@lumino/disposable';
+import { ISignal, Signal } from '@lumino/signaling';
+
+export type Phase =
+  | 'Pending'
+  | 'Running'
+  | 'Restarting'
+  | 'Succeeded'
+  | 'Failed'
+  | 'Cancelled';
+
+export const FINISHED_PHASES: ReadonlySet<string> = new Set([
+  'Succeeded',
+  'Failed',
+  'Cancelled'
+]);
+
+export interface Job {
+  id: string;
+  name: string;
+  phase: Phase;
+  framework: string;
+  backend: string;
+  workers: number;
+  gpus: number;
+  created: string | null;
+  started: string | null;
+  finished: string | null;
+  failure: { reason: string; [key: string]: unknown } | null;
+  message: string | null;
+  attempt: number;
+  notebook: string | null;
+  metrics: Record<string, number> | null;
+}
+
+export interface JobDetail extends Job {
+  spec: Record<string, unknown>;
+  cell: string;
+}
+
+export interface JobPage {
+  jobs: Job[];
+  limit: number;
+  offset: number;
+}
+
+export interface JobQuery {
+  limit?: number;
+  offset?: number;
+  phase?: string;
+  backend?: string;
+  notebook?: string;
+}
+
+export interface BackendInfo {
+  available: boolean;
+  error?: string;
+  gpus?: number;
+  cpus?: number;
+  apis?: string[];
+  namespace?: string;
+}
+
+export interface ClusterInfo {
+  default_backend: string;
+  backends: Record<string, BackendInfo>;
+  images: Record<string, string>;
+  limits?: { max_workers?: number; max_gpus_per_worker?: number };
+}
+
+export type EventKind = 'phase' | 'worker' | 'log' | 'error' | 'report' | 'result';
+
+export interface JobEvent {
+  kind: EventKind;
+  job_id: string;
+  rank: number | null;
+  time: number;
+  data: Record<string, any>;
+}
+
+export type ServerMessage =
+  | { type: 'jobs'; jobs: Job[] }
+  | { type: 'job'; job: Job }
+  | { type: 'event'; job_id: string; event: JobEvent };
+
+/** A failed call: the HTTP status, the server's message, and the flag at fault (400s). */
+export class TrainingApiError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly field: string | null = null
+  ) {
+    super(message);
+    this.name = 'TrainingApiError';
+  }
+
+  /** True when no handler answered: the server extension is not installed or not enabled. */
+  get extensionMissing(): boolean {
+    return this.status === 404;
+  }
+}
+
+export class TrainingApi {
+  constructor(readonly settings: ServerConnection.ISettings) {}
+
+  async version(): Promise<string> {
+    const body = await this._json<{ version: string }>('version');
+    return body.version;
+  }
+
+  listJobs(query: JobQuery = {}): Promise<JobPage> {
+    const params = Object.entries(query)
+      .filter(([, value]) => value !== undefined && value !== '')
+      .map(([key, value]) => `${key}=${encodeURIComponent(String(value))}`);
+    return this._json('jobs' + (params.length ? `?${params.join('&')}` : ''));
+  }
+
+  getJob(id: string): Promise<JobDetail> {
+    return this._json(`jobs/${encodeURIComponent(id)}`);
+  }
+
+  submitJob(spec: Record<string, unknown>, cell: string): Promise<Job> {
+    return this._json('jobs', {
+      method: 'POST',
+      body: JSON.stringify({ spec, cell })
+    });
+  }
+
+  cancelJob(id: string): Promise<Job> {
+    return this._json(`jobs/${encodeURIComponent(id)}`, { method: 'DELETE' });
+  }
+
+  /** A job's output so far, lines `[rank R] text` (all ranks unless `rank` is given). */
+  async logs(id: string, rank: number | null = null): Promise<string> {
+    const query = rank === null ? '' : `?rank=${rank}`;
+    const response = await this._request(`jobs/${encodeURIComponent(id)}/logs${query}`);
+    return response.text();
+  }
+
+  cluster(): Promise<ClusterInfo> {
+    return this._json('cluster');
+  }
+
+  /** Open the event stream; it reconnects by itself until disposed. */
+  connectEvents(): JobEventStream {
+    const url = URLExt.join(this.settings.wsUrl, 'jupyter-training/api/events');
+    const token = this.settings.token;
+    const withToken = token ? `${url}?token=${encodeURIComponent(token)}` : url;
+    return new JobEventStream(withToken, this.settings.WebSocket);
+  }
+
+  private async _request(path: string, init: RequestInit = {}): Promise<Response> {
+    const url = URLExt.join(this.settings.baseUrl, 'jupyter-training/api', path);
+    let response: Response;
+    try {
+      response = await ServerConnection.makeRequest(url, init, this.settings);
+    } catch (error) {
+      throw new TrainingApiError(`Jupyter server unreachable: ${error}`, 0);
+    }
+    if (!response.ok) {
+      throw await errorFrom(response);
+    }
+    return response;
+  }
+
+  private async _json<T>(path: string, init: RequestInit = {}): Promise<T> {
+    const response = await this._request(path, init);
+    return response.json() as Promise<T>;
+  }
+}
+
+async function errorFrom(response: Response): Promise<TrainingApiError> {
+  let message = response.statusText || `HTTP ${response.status}`;
+  let field: string | null = null;
+  try {
+    const body = await response.json();
+    message = body.message || body.reason || message;
+    field = body.field ?? null;
+  } catch {
+    // Not JSON (for example Tornado's HTML 404 page): keep the status text.
+  }
+  return new TrainingApiError(message, response.status, field);
+}
+
+export type StreamState = 'connecting' | 'open' | 'closed';
+
+const RETRY_MIN_MS = 500;
+const RETRY_MAX_MS = 30_000;
+
+/**
+ * The `events` WebSocket. Emits every server message; on close it reconnects
+ * with exponential backoff and re-sends the current subscription, after which
+ * the server replays that job's events from the start.
+ */
+export class JobEventStream implements IDisposable {
+  constructor(
+    private readonly _url: string,
+    private readonly _WebSocket: typeof WebSocket
+  ) {
+    this._connect();
+  }
+
+  get messages(): ISignal<this, ServerMessage> {
+    return this._messages;
+  }
+
+  get stateChanged(): ISignal<this, StreamState> {
+    return this._stateChanged;
+  }
+
+  get state(): StreamState {
+    return this._state;
+  }
+
+  get isDisposed(): boolean {
+    return this._disposed;
+  }
+
+  /** Receive `jobId`'s full event stream (replayed from its start); null stops it. */
+  subscribe(jobId: string | null): void {
+    this._subscription = jobId;
+    this._send({ subscribe: jobId });
+  }
+
+  dispose(): void {
+    if (this._disposed) {
+      return;
+    }
+    this._disposed = true;
+    window.clearTimeout(this._retryTimer);
+    this._socket?.close();
+    Signal.clearData(this);
+  }
+
+  private _connect(): void {
+    this._setState('connecting');
+    const socket = new this._WebSocket(this._url);
+    this._socket = socket;
+    socket.onopen = () => {
+      this._retries = 0;
+      this._setState('open');
+      if (this._subscription !== null) {
+        this._send({ subscribe: this._subscription });
+      }
+    };
+    socket.onmessage = message => {
+      this._messages.emit(JSON.parse(message.data) as ServerMessage);
+    };
+    socket.onclose = () => {
+      if (this._disposed) {
+        return;
+      }
+      this._setState('closed');
+      const delay = Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** this._retries++);
+      const jittered = delay * (0.75 + Math.random() / 2);
+      this._retryTimer = window.setTimeout(() => this._connect(), jittered);
+    };
+  }
+
+  private _send(message: Record<string, unknown>): void {
+    if (this._socket?.readyState === WebSocket.OPEN) {
+      this._socket.send(JSON.stringify(message));
+    }
+  }
+
+  private _setState(state: StreamState): void {
+    this._state = state;
+    this._stateChanged.emit(state);
+  }
+
+  private _socket: WebSocket | null = null;
+  private _state: StreamState = 'connecting';
+  private _subscription: string | null = null;
+  private _retries = 0;
+  private _retryTimer = 0;
+  private _disposed = false;
+  private _messages = new Signal<this, ServerMessage>(this);
+  private _stateChanged = new Signal<this, StreamState>(this);
+}

@@ -1,0 +1,132 @@
+import React, { useEffect, useRef, useState } from 'react';
+
+import {
+  FINISHED_PHASES,
+  Job,
+  JobEventStream,
+  ServerMessage,
+  StreamState,
+  TrainingApi
+} from '../api';
+import { describeResources, elapsed } from '../format';
+import { useNow } from '../hooks';
+import { NotebookBridge } from '../notebook';
+import { emptyProgress, foldEvent, JobProgress } from '../progress';
+import { LogViewer } from './LogViewer';
+import { PhaseBadge } from './PhaseBadge';
+import { RankTable } from './RankTable';
+
+/** Fold `jobId`'s subscribed events; the server replays them from the start on (re)subscribe. */
+function useJobProgress(
+  stream: JobEventStream | null,
+  jobId: string,
+  workers: number
+): JobProgress {
+  const [progress, setProgress] = useState(() => emptyProgress(workers));
+  const workersRef = useRef(workers);
+  workersRef.current = workers;
+  useEffect(() => {
+    if (!stream) {
+      return;
+    }
+    const reset = () => setProgress(emptyProgress(workersRef.current));
+    const onMessage = (_: JobEventStream, message: ServerMessage) => {
+      if (message.type === 'event' && message.job_id === jobId) {
+        setProgress(current => foldEvent(current, message.event));
+      }
+    };
+    const onState = (_: JobEventStream, state: StreamState) => state === 'open' && reset();
+    stream.messages.connect(onMessage);
+    stream.stateChanged.connect(onState);
+    reset();
+    stream.subscribe(jobId);
+    return () => {
+      stream.subscribe(null);
+      stream.messages.disconnect(onMessage);
+      stream.stateChanged.disconnect(onState);
+    };
+  }, [stream, jobId]);
+  return progress;
+}
+
+export function JobDetails({
+  job,
+  api,
+  stream,
+  notebooks,
+  onBack
+}: {
+  job: Job;
+  api: TrainingApi;
+  stream: JobEventStream | null;
+  notebooks: NotebookBridge;
+  onBack: () => void;
+}): JSX.Element {
+  const progress = useJobProgress(stream, job.id, job.workers);
+  const finished = FINISHED_PHASES.has(job.phase);
+  const now = useNow(!finished);
+  const [cell, setCell] = useState<string | null>(null);
+  const [error, setError] = useState<string | null>(null);
+
+  useEffect(() => {
+    api.getJob(job.id).then(
+      detail => setCell(detail.cell),
+      () => setCell(null)
+    );
+  }, [api, job.id]);
+
+  const report = (action: Promise<unknown>) => {
+    setError(null);
+    action.catch(reason => setError(reason.message ?? String(reason)));
+  };
+
+  return (
+    <div data-testid="jt-details" data-job-id={job.id} className="jp-TrainingDetails">
+      <div className="jp-TrainingDetails-toolbar">
+        <button data-testid="jt-back" onClick={onBack}>
+          ← Back
+        </button>
+        <button data-testid="jt-open-in-notebook" onClick={() => report(notebooks.attach(job.id))}>
+          Open in notebook
+        </button>
+        <button
+          data-testid="jt-cancel"
+          className="jp-mod-warn"
+          disabled={finished}
+          onClick={() => report(api.cancelJob(job.id))}
+        >
+          Cancel
+        </button>
+      </div>
+      <div className="jp-TrainingJobRow-head">
+        <span className="jp-TrainingJobRow-name">{job.name}</span>
+        <PhaseBadge phase={job.phase} />
+      </div>
+      <div className="jp-TrainingJobRow-meta">
+        {[job.id, describeResources(job), job.framework, job.backend, elapsed(job, now)]
+          .filter(Boolean)
+          .join(' · ')}
+        {job.attempt > 1 && ` · attempt ${job.attempt}`}
+      </div>
+      {job.notebook && <div className="jp-TrainingJobRow-meta">from {job.notebook}</div>}
+      {job.message && job.message !== job.failure?.reason && (
+        <div className="jp-TrainingDetails-message">{job.message}</div>
+      )}
+      {job.failure && <div className="jp-TrainingError">{job.failure.reason}</div>}
+      {progress.error && <div className="jp-TrainingError">{progress.error}</div>}
+      {error && (
+        <div className="jp-TrainingError" role="alert">
+          {error}
+        </div>
+      )}
+      <RankTable ranks={progress.ranks} />
+      <LogViewer lines={progress.log} ranks={Math.max(job.workers, progress.ranks.length)} />
+      {cell !== null && (
+        <details className="jp-TrainingDetails-cell">
+          <summary>Cell</summary>
+          <pre>{cell}</pre>
+        </details>
+      )}
+    </div>
+  );
+}

@@ -1,0 +1,162 @@
+import React, { useEffect, useState } from 'react';
+
+import { ClusterInfo, TrainingApi } from '../api';
+import { LaunchOptions, NotebookBridge } from '../notebook';
+
+const FALLBACK_BACKENDS = ['local', 'kubernetes'];
+
+function parseCount(text: string, label: string, min: number, max = Infinity): number {
+  const value = Number(text);
+  if (!text.trim() || !Number.isInteger(value) || value < min || value > max) {
+    const range = max === Infinity ? `at least ${min}` : `from ${min} to ${max}`;
+    throw new Error(`${label} must be a whole number ${range}.`);
+  }
+  return value;
+}
+
+/** Runs the active notebook cell as a detached job with the chosen flags. */
+export function LaunchForm({
+  api,
+  notebooks
+}: {
+  api: TrainingApi;
+  notebooks: NotebookBridge;
+}): JSX.Element {
+  const [cluster, setCluster] = useState<ClusterInfo | null>(null);
+  const [framework, setFramework] = useState<LaunchOptions['framework']>('pytorch');
+  const [workers, setWorkers] = useState('2');
+  const [gpus, setGpus] = useState('0');
+  const [backend, setBackend] = useState('local');
+  const [image, setImage] = useState('');
+  const [namespace, setNamespace] = useState('');
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+
+  useEffect(() => {
+    api.cluster().then(
+      info => {
+        setCluster(info);
+        setBackend(info.default_backend);
+      },
+      () => setCluster(null)
+    );
+  }, [api]);
+
+  const backends = cluster ? Object.keys(cluster.backends) : FALLBACK_BACKENDS;
+  const backendInfo = cluster?.backends[backend];
+  const onKubernetes = backend === 'kubernetes';
+  const limits = cluster?.limits;
+
+  const launch = async (event: React.FormEvent) => {
+    event.preventDefault();
+    setError(null);
+    setBusy(true);
+    try {
+      await notebooks.launchActiveCell({
+        framework,
+        workers: parseCount(workers, 'Workers', 1, limits?.max_workers),
+        gpus: parseCount(gpus, 'GPUs per worker', 0, limits?.max_gpus_per_worker),
+        backend,
+        image: onKubernetes ? image.trim() : undefined,
+        namespace: onKubernetes ? namespace.trim() : undefined
+      });
+    } catch (reason) {
+      setError((reason as Error).message);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  return (
+    <form className="jp-TrainingLaunch" onSubmit={launch} noValidate>
+      <label>
+        Framework
+        <select
+          data-testid="jt-launch-framework"
+          value={framework}
+          onChange={event => setFramework(event.target.value as LaunchOptions['framework'])}
+        >
+          <option value="pytorch">PyTorch</option>
+          <option value="xgboost">XGBoost</option>
+        </select>
+      </label>
+      <label>
+        Workers
+        <input
+          data-testid="jt-launch-workers"
+          type="number"
+          min={1}
+          max={limits?.max_workers}
+          value={workers}
+          onChange={event => setWorkers(event.target.value)}
+        />
+      </label>
+      <label>
+        GPUs per worker
+        <input
+          data-testid="jt-launch-gpus"
+          type="number"
+          min={0}
+          max={limits?.max_gpus_per_worker}
+          value={gpus}
+          onChange={event => setGpus(event.target.value)}
+        />
+      </label>
+      <label>
+        Backend
+        <select
+          data-testid="jt-launch-backend"
+          value={backend}
+          onChange={event => setBackend(event.target.value)}
+        >
+          {backends.map(name => (
+            <option key={name} value={name}>
+              {name}
+            </option>
+          ))}
+        </select>
+      </label>
+      {backendInfo && !backendInfo.available && (
+        <div className="jp-TrainingHint">
+          {backend} is not available{backendInfo.error ? `: ${backendInfo.error}` : ''}
+        </div>
+      )}
+      {onKubernetes && (
+        <>
+          <label>
+            Image
+            <input
+              data-testid="jt-launch-image"
+              value={image}
+              placeholder={cluster?.images[framework] ?? ''}
+              onChange={event => setImage(event.target.value)}
+            />
+          </label>
+          <label>
+            Namespace
+            <input
+              data-testid="jt-launch-namespace"
+              value={namespace}
+              placeholder={backendInfo?.namespace ?? ''}
+              onChange={event => setNamespace(event.target.value)}
+            />
+          </label>
+        </>
+      )}
+      <button
+        data-testid="jt-launch-button"
+        type="submit"
+        className="jp-mod-accept"
+        disabled={busy}
+        title="Run the active notebook cell with %%train_distributed … --detach"
+      >
+        {busy ? 'Launching…' : 'Launch cell'}
+      </button>
+      {error && (
+        <div data-testid="jt-launch-error" className="jp-TrainingError" role="alert">
+          {error}
+        </div>
+      )}
+    </form>
+  );
+}
