@@ -184,6 +184,12 @@ def test_cancel_stops_every_process(client):
     final = client.cancel(record.id)
     assert final.phase == CANCELLED
     wait_until(lambda: processes_of(record.id) == [], timeout=10)
+    stopped = [
+        e.rank
+        for e in client.events(record.id)
+        if e.kind == "worker" and e.data.get("reason") == "stopped"
+    ]
+    assert sorted(stopped) == [0, 1]  # no view keeps showing the ranks as running
     assert client.cancel(record.id).phase == CANCELLED  # idempotent
 
 

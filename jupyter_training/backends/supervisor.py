@@ -155,6 +155,7 @@ class Supervisor:
         self.spec = self.record.spec
         self.stop_reason: str | None = None
         self.workers: dict[int, subprocess.Popen[bytes]] = {}
+        self.exited: dict[int, int] = {}
         self.deadline: float | None = None
 
     def request_cancel(self, *_: Any) -> None:
@@ -236,7 +237,7 @@ class Supervisor:
         return process
 
     def watch(self) -> tuple[str, dict[str, Any]]:
-        exited: dict[int, int] = {}
+        exited = self.exited = {}
         while True:
             if self.stop_reason == "cancel":
                 self.stop_workers()
@@ -299,9 +300,14 @@ class Supervisor:
         while time.time() < end and any(p.poll() is None for p in self.workers.values()):
             time.sleep(POLL_SECONDS)
         _signal_groups(self.workers.values(), signal.SIGKILL)
-        for process in self.workers.values():
-            process.wait()
+        reported = getattr(self, "exited", {})
+        for rank, process in self.workers.items():
+            code = process.wait()
+            if rank not in reported:  # stopped by us: say so, so no view shows it running
+                data = {"state": "exited", "exit_code": code, "reason": "stopped"}
+                self.emit(Event("worker", self.job_id, data, rank))
         self.workers = {}
+        self.exited = {}
 
 
 def _signal_groups(processes: Any, signum: int) -> None:
