@@ -273,3 +273,21 @@ def test_openapi_document_covers_every_route():
     assert documented == routes
     spec_fields = set(document["components"]["schemas"]["JobSpec"]["properties"])
     assert spec_fields == {f.name for f in dataclasses.fields(JobSpec)}
+
+
+async def test_cluster_reports_kubernetes_apis_namespaces_and_gpus(
+    jp_fetch, jp_serverapp, tmp_path
+):
+    from k8s.emulator import KubeEmulator
+
+    kube = KubeEmulator(crds={"v1", "v2"}, namespaces=("default", "team-a")).start()
+    client = jp_serverapp.web_app.settings["jupyter_training_client"]
+    try:
+        client.settings.kubeconfig = str(kube.write_kubeconfig(tmp_path / "kubeconfig"))
+        _, cluster = await api(jp_fetch, "GET", "cluster")
+    finally:
+        kube.stop()
+    info = cluster["backends"]["kubernetes"]
+    assert info["available"] is True and info["apis"] == ["v1", "v2"]
+    assert {"default", "team-a"} <= set(info["namespaces"])
+    assert isinstance(info["gpus"], int)

@@ -280,6 +280,8 @@ def describe_cluster(client: TrainingClient) -> dict[str, Any]:
             available=True,
             namespace=cluster.default_namespace,
             apis=sorted(cluster.available_apis()),
+            namespaces=cluster.namespaces(),
+            gpus=cluster.allocatable(settings.gpu_resource_name),
         )
     except Exception as err:  # report why, never fail the form
         kubernetes["error"] = str(err)

@@ -221,6 +221,26 @@ class Cluster:
             )
         return sorted(item["metadata"]["name"] for item in listing.get("items", []))
 
+    def namespaces(self) -> list[str] | None:
+        """Namespaces this user may list (None when listing them is not allowed)."""
+        try:
+            listing = self.core.list_namespace(_request_timeout=self.timeout)
+        except (ApiException, urllib3.exceptions.HTTPError, OSError):
+            return None
+        return sorted(ns.metadata.name for ns in listing.items)
+
+    def allocatable(self, resource: str) -> int | None:
+        """Total allocatable ``resource`` (e.g. nvidia.com/gpu) over the nodes (None if hidden)."""
+        try:
+            listing = self.core.list_node(_request_timeout=self.timeout)
+        except (ApiException, urllib3.exceptions.HTTPError, OSError):
+            return None
+        total = 0
+        for node in listing.items:
+            value = ((node.status and node.status.allocatable) or {}).get(resource, "0")
+            total += int(value) if str(value).isdigit() else 0
+        return total
+
     def create_configmap(self, body: dict[str, Any]) -> dict[str, Any]:
         ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
         try:
