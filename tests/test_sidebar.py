@@ -60,14 +60,14 @@ def _notebook(path: Path) -> None:
     nbformat.write(notebook, path)
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
+def _serve(tmp_path_factory, app: str, base_url: str):
     if not Path(CHROMIUM).exists():
         pytest.fail("chromium is not installed: apt-get install -y chromium (see README)")
     if not (LABEXTENSION / "package.json").exists():
         pytest.fail("the labextension is not built: pip install -e . builds it")
     base = tmp_path_factory.mktemp("lab")
     env = dict(os.environ)
+    env.pop("JUPYTER_PLATFORM_DIRS", None)
     for name in (
         "JUPYTER_CONFIG_DIR",
         "JUPYTER_DATA_DIR",
@@ -88,7 +88,6 @@ def lab(tmp_path_factory):
     (base / "jupyter_config_dir" / "jupyter_server_config.json").write_text(
         json.dumps(
             {
-                "ServerApp": {"jpserver_extensions": {"jupyter_training": True}},
                 "FileContentsManager": {"delete_to_trash": False},
             }
         )
@@ -114,7 +113,7 @@ def lab(tmp_path_factory):
         stdout=subprocess.DEVNULL,
         stderr=log,
     )
-    url = f"http://127.0.0.1:{port}/prefix/"
+    url = f"http://127.0.0.1:{port}{base_url}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -128,6 +127,12 @@ def lab(tmp_path_factory):
         server.terminate()
         server.wait(30)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """JupyterLab under a base_url prefix, as behind JupyterHub."""
+    yield from _serve(tmp_path_factory, "jupyterlab", "/prefix/")
 
 
 @pytest.fixture
