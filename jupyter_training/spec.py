@@ -117,8 +117,11 @@ class JobSpec:
     volumes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "env", dict(self.env))
-        object.__setattr__(self, "node_selector", dict(self.node_selector))
+        for name in ("env", "node_selector"):
+            value = getattr(self, name)
+            if not isinstance(value, Mapping):
+                raise SpecError(_flag(name), f"must be a mapping of KEY to VALUE, got {value!r}")
+            object.__setattr__(self, name, dict(value))
         for name in ("files", "pip", "volumes", "out"):
             value = getattr(self, name)
             if isinstance(value, str) or not isinstance(value, list | tuple):
