@@ -75,8 +75,10 @@ class JobsHandler(TrainingHandler):
     @authorized
     async def get(self) -> None:
         limit = self.int_argument("limit", 50, 1, MAX_PAGE)
+        if limit is None:
+            return
         offset = self.int_argument("offset", 0, 0, 10**9)
-        if limit is None or offset is None:
+        if offset is None:
             return
         filters = {
             key: self.get_argument(key, None) or None for key in ("phase", "backend", "notebook")
@@ -97,6 +99,8 @@ class JobsHandler(TrainingHandler):
             return self.fail(400, f"the request body is not JSON: {err}")
         if not isinstance(body, dict) or not isinstance(body.get("cell"), str):
             return self.fail(400, 'send {"spec": {...}, "cell": "<source>"}', "cell")
+        if not isinstance(body.get("notebook"), str | None):
+            return self.fail(400, "notebook must be a path string", "notebook")
         try:
             spec = JobSpec.from_dict(body.get("spec") or {})
             record = await asyncio.to_thread(
