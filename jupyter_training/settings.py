@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from jupyter_core.paths import jupyter_config_path, jupyter_data_dir
-from traitlets import Enum, Float, Int, Unicode, default
+from traitlets import Enum, Float, Int, List, Unicode, default
 from traitlets.config import Config, Configurable
 from traitlets.config.loader import JSONFileConfigLoader, PyFileConfigLoader
 
@@ -35,6 +35,16 @@ class TrainingSettings(Configurable):
     )
     max_workers = Int(64, config=True, help="Most workers one job may ask for.")
     max_gpus_per_worker = Int(8, config=True, help="Most GPUs one worker may ask for.")
+    allowed_namespaces = List(
+        Unicode(),
+        config=True,
+        help="Namespaces jobs may run in (empty: any). Enforced for the magic, REST and sidebar.",
+    )
+    allowed_images = List(
+        Unicode(),
+        config=True,
+        help="Image prefixes jobs may use, e.g. 'registry.example.com/' (empty: any).",
+    )
     max_result_bytes = Int(
         64 * 1024 * 1024,
         config=True,

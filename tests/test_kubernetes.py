@@ -639,3 +639,20 @@ def test_cancel_from_another_client_reads_as_cancelled(client, operator, setting
     TrainingClient(settings).cancel(record.id)  # e.g. the sidebar or another kernel
     stream.join()
     assert stream.phases()[-1] == CANCELLED
+
+
+def test_allow_lists_apply_to_resolved_namespace_and_image(settings, kubeconfig, kube):
+    from jupyter_training.spec import SpecError
+
+    settings.allowed_namespaces = ["team-a"]
+    settings.allowed_images = ["registry.example.com/"]
+    client = TrainingClient(settings)
+    with pytest.raises(SpecError, match=r"--namespace: 'default' is not allowed here"):
+        client.submit(k8s_spec(), "pass", {})  # the kubeconfig's default namespace
+    with pytest.raises(SpecError, match=r"--image: 'docker.io/pytorch/.*' is not allowed"):
+        client.dry_run(k8s_spec(namespace="team-a"), "pass", {})
+    record = client.submit(
+        k8s_spec(namespace="team-a", image="registry.example.com/torch:2"), "pass", {}
+    )
+    assert kube.get("pytorchjobs", "team-a", record.name) is not None
+    assert [r.phase for r in client.list()] == [PENDING, FAILED]  # the refusal is in history

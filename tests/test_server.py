@@ -15,15 +15,24 @@ from jupyter_training import __version__
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 API = "jupyter-training/api"
-ROUTES = [
-    ("GET", "version"),
-    ("GET", "jobs"),
-    ("POST", "jobs"),
-    ("GET", "jobs/abc123"),
-    ("DELETE", "jobs/abc123"),
-    ("GET", "jobs/abc123/logs"),
-    ("GET", "cluster"),
-]
+
+
+def registered_routes() -> list[tuple[str, str]]:
+    """(method, path) for every method of every REST route the extension registers."""
+    from jupyter_training.server.handlers import HANDLERS, EventsSocket
+
+    routes = []
+    for pattern, handler in HANDLERS:
+        if handler is EventsSocket:
+            continue
+        path = pattern.replace("(?P<job_id>[0-9a-f]{1,32})", "abc123")
+        for method in ("get", "post", "put", "patch", "delete"):
+            if method in vars(handler):
+                routes.append((method.upper(), path))
+    return routes
+
+
+ROUTES = registered_routes()
 
 
 @pytest.fixture

@@ -102,7 +102,25 @@ class KubernetesBackend:
         )
         resolved = spec.replace(api=api, image=image, runtime=runtime, namespace=namespace)
         self.check(resolved)
+        self.check_allowed(resolved)
         return resolved
+
+    def check_allowed(self, spec: JobSpec) -> None:
+        """The installation's allow-lists, applied to the resolved namespace and image."""
+        namespaces = self.settings.allowed_namespaces
+        if namespaces and spec.namespace not in namespaces:
+            raise SpecError(
+                "--namespace",
+                f"{spec.namespace!r} is not allowed here; use one of "
+                f"{', '.join(namespaces)} (c.TrainingApp.allowed_namespaces)",
+            )
+        prefixes = self.settings.allowed_images
+        if prefixes and not (spec.image or "").startswith(tuple(prefixes)):
+            raise SpecError(
+                "--image",
+                f"{spec.image!r} is not allowed here; images must start "
+                f"with {', '.join(prefixes)} (c.TrainingApp.allowed_images)",
+            )
 
     def objects(
         self, spec: JobSpec, payload: Payload, job_id: str, notebook: str | None
