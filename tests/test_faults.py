@@ -1,0 +1,89 @@
+"""Faults and load on the local backend: nothing leaks, nothing is lost."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from pathlib import Path
+
+from jupyter_training.client import TrainingClient
+from jupyter_training.events import CANCELLED, FAILED, RUNNING, SUCCEEDED
+from jupyter_training.settings import load_settings
+from jupyter_training.spec import JobSpec
+
+from conftest import processes_of, wait_until
+
+
+def _listening_sockets() -> int:
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as rows:
+            count += sum(1 for row in list(rows)[1:] if row.split()[3] == "0A")
+    return count
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_two_hundred_jobs_leak_nothing(settings, tmp_path, monkeypatch):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))  # every supervisor and worker's temp dir
+    client = TrainingClient(settings)
+    before = (_open_fds(), _listening_sockets())
+    phases = []
+    for i in range(200):
+        if i % 10 == 9:  # a cancel
+            record = client.submit(JobSpec(workers=2), "import time\ntime.sleep(600)", {})
+            wait_until(lambda r=record: client.get(r.id).phase == RUNNING, timeout=30)
+            phases.append(client.cancel(record.id).phase)
+        else:
+            cell = "raise ValueError('x')" if i % 10 == 4 else "pass"
+            record = client.submit(JobSpec(workers=2), cell, {})
+            for _ in client.events(record.id):
+                pass
+            phases.append(client.get(record.id).phase)
+    assert phases.count(SUCCEEDED) == 160
+    assert phases.count(FAILED) == 20
+    assert phases.count(CANCELLED) == 20
+    ids = [r.id for r in client.list(limit=300)]
+    assert len(ids) == len(set(ids)) == 200
+    assert not any(processes_of(job_id) for job_id in ids[:20])
+    after = (_open_fds(), _listening_sockets())
+    assert after[0] <= before[0] + 2, "file descriptors leaked"
+    assert after[1] <= before[1], "listening sockets leaked"
+    assert list(scratch.iterdir()) == [], "temp files leaked"
+    expected = {"payload.bin", "events.jsonl", "supervisor.log", "rank-0.log", "rank-1.log"}
+    for job_dir in Path(settings.store_dir, "jobs").iterdir():
+        assert {p.name for p in job_dir.iterdir()} <= expected, job_dir
+
+
+def _submit_five(store_dir: str, results) -> None:
+    settings = load_settings()
+    settings.store_dir = store_dir
+    client = TrainingClient(settings)
+    for _ in range(5):
+        results.put(client.submit(JobSpec(workers=1), "pass", {}).id)
+
+
+def test_concurrent_submissions_from_four_processes(settings):
+    results = multiprocessing.Queue()
+    workers = [
+        multiprocessing.Process(target=_submit_five, args=(settings.store_dir, results))
+        for _ in range(4)
+    ]
+    for process in workers:
+        process.start()
+    submitted = [results.get(timeout=120) for _ in range(20)]
+    for process in workers:
+        process.join(60)
+        assert process.exitcode == 0
+    client = TrainingClient(settings)
+    records = client.list(limit=100)
+    assert sorted(r.id for r in records) == sorted(submitted)  # each exactly once
+    for job_id in submitted:
+        for _ in client.events(job_id):
+            pass
+    assert {client.get(job_id).phase for job_id in submitted} == {SUCCEEDED}
+    assert Path(settings.store_dir, "jobs.db").exists()
