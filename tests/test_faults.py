@@ -10,6 +10,7 @@ from jupyter_training.client import TrainingClient
 from jupyter_training.events import CANCELLED, FAILED, RUNNING, SUCCEEDED
 from jupyter_training.settings import load_settings
 from jupyter_training.spec import JobSpec
+from jupyter_training.store import pending_record
 
 from conftest import processes_of, wait_until
 
@@ -87,3 +88,42 @@ def test_concurrent_submissions_from_four_processes(settings):
             pass
     assert {client.get(job_id).phase for job_id in submitted} == {SUCCEEDED}
     assert Path(settings.store_dir, "jobs.db").exists()
+
+
+def test_store_survives_a_sigkill_during_writes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from jupyter_training.store import JobStore
+
+    path = tmp_path / "jobs.db"
+    JobStore(path)
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"""
+from jupyter_training.spec import JobSpec
+from jupyter_training.store import JobStore, new_job_id, pending_record
+store = JobStore({str(path)!r})
+while True:
+    record = store.add(pending_record(new_job_id(), JobSpec().to_dict(), "x" * 10000))
+    store.set_phase(record.id, "Running", message="m" * 1000)
+""",
+        ]
+    )
+    time.sleep(2.0)
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(10)
+    store = JobStore(path)
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    records = store.list(limit=100_000)
+    assert records, "the writer recorded nothing before it was killed"
+    assert {r.phase for r in records} <= {"Pending", "Running"}
+    store.add(pending_record("feedbeef0001", JobSpec().to_dict(), "after"))
+    assert store.get("feedbeef0001").cell == "after"
