@@ -60,7 +60,7 @@ def _notebook(path: Path) -> None:
     nbformat.write(notebook, path)
 
 
-def _serve(tmp_path_factory, app: str, base_url: str):
+def _serve(tmp_path_factory, app: str, base_url: str, *extra: str):
     if not Path(CHROMIUM).exists():
         pytest.fail("chromium is not installed: apt-get install -y chromium (see README)")
     if not (LABEXTENSION / "package.json").exists():
@@ -101,13 +101,14 @@ def _serve(tmp_path_factory, app: str, base_url: str):
         [
             sys.executable,
             "-m",
-            "jupyterlab",
+            app,
             "--no-browser",
             "--allow-root",
             f"--port={port}",
             f"--IdentityProvider.token={TOKEN}",
             f"--ServerApp.root_dir={root}",
-            "--ServerApp.base_url=/prefix/",
+            f"--ServerApp.base_url={base_url}",
+            *extra,
         ],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -133,6 +134,23 @@ def _serve(tmp_path_factory, app: str, base_url: str):
 def lab(tmp_path_factory):
     """JupyterLab under a base_url prefix, as behind JupyterHub."""
     yield from _serve(tmp_path_factory, "jupyterlab", "/prefix/")
+
+
+@pytest.fixture(scope="module")
+def notebook7(tmp_path_factory):
+    """Jupyter Notebook 7."""
+    yield from _serve(tmp_path_factory, "notebook", "/")
+
+
+@pytest.fixture(scope="module")
+def lab_without_server_extension(tmp_path_factory):
+    """JupyterLab with the sidebar but without the server extension."""
+    yield from _serve(
+        tmp_path_factory,
+        "jupyterlab",
+        "/",
+        "--ServerApp.jpserver_extensions=jupyter_training=False",
+    )
 
 
 @pytest.fixture
@@ -201,3 +219,40 @@ def test_launch_watch_logs_and_cancel(page):
         timeout=60_000
     )
     screenshot(page, "sidebar-cancelled.png")
+
+
+def test_sidebar_in_notebook7(notebook7):
+    url, _ = notebook7
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(f"{url}notebooks/train.ipynb?token={TOKEN}")
+        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+        page.wait_for_selector("text=Python 3 (ipykernel)", timeout=60_000)
+        time.sleep(1)
+        page.locator(".jp-Notebook .jp-Cell").first.click()
+        page.keyboard.press("Shift+Enter")
+        page.get_by_role("menuitem", name="View").click()
+        page.locator(".lm-Menu-itemLabel", has_text="Left Sidebar").hover()
+        page.locator(".lm-Menu-itemLabel", has_text="Training jobs").first.click()
+        page.get_by_test_id("jt-sidebar").wait_for(timeout=10_000)
+        assert page.get_by_test_id("jt-banner").count() == 0  # the server extension answered
+        select_cell(page, 1)
+        launch(page, workers=1)
+        page.locator("[data-testid='jt-job-row'][data-phase='Succeeded']").first.wait_for(
+            timeout=90_000
+        )
+        browser.close()
+
+
+def test_missing_server_extension_is_said_plainly(lab_without_server_extension):
+    url, _ = lab_without_server_extension
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(f"{url}lab?token={TOKEN}")
+        open_sidebar(page)
+        banner = page.get_by_test_id("jt-banner")
+        banner.wait_for(timeout=30_000)
+        assert "server extension is not installed or not enabled" in banner.inner_text()
+        browser.close()
