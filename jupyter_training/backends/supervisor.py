@@ -89,6 +89,10 @@ def worker_env(
     )
     if result_limit is not None:
         env["JUPYTER_TRAINING_RESULT_LIMIT"] = str(result_limit)
+    if "OMP_NUM_THREADS" not in env:
+        # Like torchrun: N workers on one machine share its cores; without this each
+        # worker's intra-op pool takes every core and they slow each other down.
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // max(1, world)))
     if spec["framework"] == "pytorch":
         # One process per "node", as in a PyTorchJob or TrainJob pod: LOCAL_RANK 0
         # is this worker's first (and only visible) GPU.
