@@ -233,7 +233,7 @@ def test_job_files_are_private(client, settings):
 
 def test_workers_share_the_cores_like_torchrun(client, tmp_path, monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    record, _ = run_to_end(client, JobSpec(workers=2), ENV_DUMP, {"out": str(tmp_path)})
+    run_to_end(client, JobSpec(workers=2), ENV_DUMP, {"out": str(tmp_path)})
     expected = str(max(1, (os.cpu_count() or 1) // 2))
     assert [env["OMP_NUM_THREADS"] for env in read_envs(tmp_path, 2)] == [expected, expected]
     monkeypatch.setenv("OMP_NUM_THREADS", "7")  # the user's own setting wins

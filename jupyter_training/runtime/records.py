@@ -17,6 +17,8 @@ PREFIX = "\x1ejupyter-training "
 def emit(kind: str, stream: TextIO | None = None, **data: Any) -> None:
     """Write a ``kind`` record with ``data`` on its own line and flush."""
     out = stream or sys.__stdout__
+    if sys.stdout is not out:
+        sys.stdout.flush()  # a record follows the prints before it
     out.write(PREFIX + json.dumps({"type": kind, **data}, default=str) + "\n")
     out.flush()
 
