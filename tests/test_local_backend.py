@@ -7,6 +7,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -239,3 +240,20 @@ def test_workers_share_the_cores_like_torchrun(client, tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "7")  # the user's own setting wins
     run_to_end(client, JobSpec(workers=2), ENV_DUMP, {"out": str(tmp_path)})
     assert read_envs(tmp_path, 2)[0]["OMP_NUM_THREADS"] == "7"
+
+
+def test_every_line_arrives_even_when_the_reader_falls_behind(client):
+    cell = (
+        "import sys\n"
+        "for i in range(150_000):\n"
+        "    sys.stdout.write(f'line {i:06d} padding padding padding\\n')\n"
+        "sys.stdout.write('unterminated last line')\n"
+    )  # about 6.5 MB: more than one read of the log
+    record = client.submit(JobSpec(workers=1), cell, {})
+    while client.get(record.id).phase not in (SUCCEEDED, FAILED):
+        time.sleep(0.1)  # nobody reads while the job runs: the reader starts far behind
+    for follow in (True, False):
+        lines = [e.data["line"] for e in client.events(record.id, follow=follow) if e.kind == "log"]
+        assert len(lines) == 150_001
+        assert lines[-2] == "line 149999 padding padding padding"
+        assert lines[-1] == "unterminated last line"

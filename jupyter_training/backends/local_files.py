@@ -118,9 +118,12 @@ class JobFiles:
                     yield event
             ending = terminal is not None or not follow
             for rank, tail in logs.items():
-                for line in tail.read_lines(final=ending):
-                    produced = True
-                    yield from output_events(job_id, rank, line)
+                while True:  # when ending, read every rank's log to its very end
+                    for line in tail.read_lines(final=ending):
+                        produced = True
+                        yield from output_events(job_id, rank, line)
+                    if not ending or tail.at_end:
+                        break
             if terminal is not None:
                 yield terminal
                 return
@@ -142,8 +145,11 @@ class _Tail:
         self.path = path
         self.offset = 0
         self.splitter = LineSplitter()
+        self.at_end = True
 
     def read_lines(self, final: bool = False) -> list[str]:
+        """Up to READ_LIMIT bytes of new lines; ``final`` also returns an unterminated
+        last line, but only once the end of the file has been reached."""
         try:
             with open(self.path, "rb") as source:
                 source.seek(self.offset)
@@ -151,5 +157,6 @@ class _Tail:
         except FileNotFoundError:
             return []
         self.offset += len(chunk)
+        self.at_end = len(chunk) < READ_LIMIT
         lines = self.splitter.feed(chunk)
-        return lines + self.splitter.flush() if final else lines
+        return lines + self.splitter.flush() if final and self.at_end else lines

@@ -178,7 +178,7 @@ class Supervisor:
             supervisor_pid=os.getpid(),
             supervisor_start=process_start_time(os.getpid()),
         )
-        gpu_ids = visible_gpu_ids()
+        gpu_ids = visible_gpu_ids() if self.spec.get("gpus") else []
         attempt = 0
         while True:
             outcome, failure = self.run_attempt(attempt, gpu_ids)

@@ -1,0 +1,136 @@
+"""launch: a cell that imports torch, joins a gloo group and leaves, start to finish.
+
+Ours: ``TrainingClient.submit`` plus consuming ``client.events`` until the terminal phase,
+exactly as ``%%train_distributed`` does. Baselines, interleaved with ours: ``torchrun
+--nproc-per-node N script.py`` of the same code, and the floor, N bare ``Popen`` workers with
+our workers' environment and no supervision at all.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+from common import (
+    BIN,
+    PYTHON,
+    free_port,
+    interleave,
+    median,
+    paired_ratio,
+    result,
+    run_job,
+    scratch,
+    training_client,
+)
+
+CELL = """\
+import torch
+import torch.distributed as dist
+dist.init_process_group("gloo")
+dist.destroy_process_group()
+"""
+REPS, QUICK_REPS = 7, 1
+#: The script both baselines run: the cell, then the exit our runtime performs after a cell
+#: that imported torch (flush, os._exit), so teardown costs the same on every side.
+SCRIPT = CELL + "import os, sys\nsys.stdout.flush()\nsys.stderr.flush()\nos._exit(0)\n"
+
+
+def run(quick: bool) -> list[dict]:
+    from jupyter_training.backends.supervisor import worker_env
+
+    work = scratch("launch")
+    script = work / "script.py"
+    script.write_text(SCRIPT)
+    client = training_client()
+    reps = QUICK_REPS if quick else REPS
+    results = []
+    if not quick:
+        run_job(client, CELL, workers=2)  # warm the page cache and torch's first import
+    for workers in (2, 4):
+
+        def ours(workers: int = workers) -> float:
+            started = time.perf_counter()
+            run_job(client, CELL, workers=workers)
+            return time.perf_counter() - started
+
+        def torchrun(workers: int = workers) -> float:
+            command = [
+                str(BIN / "torchrun"),
+                f"--nproc-per-node={workers}",
+                f"--master-port={free_port()}",
+                str(script),
+            ]
+            with open(work / "torchrun.log", "ab") as log:
+                started = time.perf_counter()
+                code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=work)
+                elapsed = time.perf_counter() - started
+            if code:
+                raise RuntimeError(f"torchrun failed ({code}); see {work / 'torchrun.log'}")
+            return elapsed
+
+        def floor(workers: int = workers) -> float:
+            spec = {"workers": workers, "gpus": 0, "framework": "pytorch"}
+            port = free_port()
+            envs = [
+                worker_env("floor", spec, rank, port, [], dict(os.environ))
+                for rank in range(workers)
+            ]
+            started = time.perf_counter()
+            processes = []
+            for rank, env in enumerate(envs):
+                with open(work / f"floor-{rank}.log", "ab") as log:
+                    processes.append(
+                        subprocess.Popen(
+                            [PYTHON, str(script)],
+                            env=env,
+                            cwd=work,
+                            stdin=subprocess.DEVNULL,
+                            stdout=log,
+                            stderr=subprocess.STDOUT,
+                        )
+                    )
+            codes = [process.wait() for process in processes]
+            elapsed = time.perf_counter() - started
+            if any(codes):
+                raise RuntimeError(f"bare workers failed {codes}; see {work}/floor-*.log")
+            return elapsed
+
+        samples = interleave(reps, {"ours": ours, "torchrun": torchrun, "floor": floor})
+        mine = median(samples["ours"])
+        vs_torchrun = paired_ratio(samples["ours"], samples["torchrun"])
+        vs_floor = paired_ratio(samples["ours"], samples["floor"])
+        runs = {f"{k}_s": v for k, v in samples.items()}
+        results.append(
+            result(
+                f"launch.n{workers}.vs_torchrun",
+                mine,
+                "s",
+                median(samples["torchrun"]),
+                vs_torchrun,
+                "ratio <= 0.60",
+                vs_torchrun <= 0.60,
+                {
+                    "vs": "torchrun",
+                    "workers": workers,
+                    "reps": reps,
+                    # the best any launcher could do here: bare workers vs torchrun
+                    "floor_vs_torchrun": paired_ratio(samples["floor"], samples["torchrun"]),
+                    **runs,
+                },
+            )
+        )
+        results.append(
+            result(
+                f"launch.n{workers}.vs_floor",
+                mine,
+                "s",
+                median(samples["floor"]),
+                vs_floor,
+                "ratio <= 1.15",
+                vs_floor <= 1.15,
+                {"vs": "bare Popen workers", "workers": workers, "reps": reps},
+            )
+        )
+    return results
