@@ -85,6 +85,7 @@ def test_no_server_errors_from_fuzzed_requests(server):
         capture_output=True,
         text=True,
         timeout=600,
+        cwd=log.parent,
     )
     assert result.returncode == 0, result.stdout[-3000:]
     assert "Uncaught exception" not in log.read_text()
