@@ -20,6 +20,7 @@ from .backends import make_backend
 from .backends.base import Backend, SubmitError
 from .capture import CaptureError, capture_cell
 from .events import FAILED, Event, phase_event
+from .runtime.payload import Payload
 from .settings import TrainingSettings, load_settings
 from .spec import JobSpec, SpecError
 from .store import JobRecord, JobStore, new_job_id, pending_record
@@ -60,15 +61,7 @@ class TrainingClient:
         self.check_limits(spec)
         try:
             backend = self.backend(spec.backend)
-            payload = capture_cell(
-                cell,
-                namespace or {},
-                hidden=hidden,
-                history=history,
-                max_bytes=self.settings.max_payload_bytes,
-                files=spec.files,
-                root=Path(workdir),
-            )
+            payload = self._capture(spec, cell, namespace, hidden, history, workdir)
             return backend.submit(
                 spec, payload, cell=cell, notebook=notebook, workdir=workdir, job_id=job_id
             )
@@ -93,16 +86,27 @@ class TrainingClient:
     ) -> str:
         """What submitting would create or start, as text; nothing is recorded or launched."""
         self.check_limits(spec)
-        payload = capture_cell(
+        payload = self._capture(spec, cell, namespace, hidden, history, workdir or os.getcwd())
+        return self.backend(spec.backend).dry_run(spec, payload, notebook=notebook)
+
+    def _capture(
+        self,
+        spec: JobSpec,
+        cell: str,
+        namespace: Mapping[str, Any] | None,
+        hidden: Iterable[str],
+        history: Iterable[str],
+        workdir: str,
+    ) -> Payload:
+        return capture_cell(
             cell,
             namespace or {},
             hidden=hidden,
             history=history,
             max_bytes=self.settings.max_payload_bytes,
             files=spec.files,
-            root=Path(workdir or os.getcwd()),
+            root=Path(workdir),
         )
-        return self.backend(spec.backend).dry_run(spec, payload, notebook=notebook)
 
     def check_limits(self, spec: JobSpec) -> None:
         """Enforce this installation's limits (``c.TrainingApp.max_*``) on every path."""

@@ -130,6 +130,7 @@ class JobStore:
         if not self.path.exists():
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")  # persistent: set once per database file
             db.executescript(_SCHEMA)
             present = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
             for column, kind in _ADDED_COLUMNS.items():
@@ -140,7 +141,6 @@ class JobStore:
     def _connect(self) -> Iterator[sqlite3.Connection]:
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.row_factory = sqlite3.Row
             yield db

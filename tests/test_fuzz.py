@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 
 from hypothesis import HealthCheck, given, settings
@@ -18,29 +19,7 @@ ANY_JSON = st.recursive(
     ),
     max_leaves=6,
 )
-FIELDS = [
-    "framework",
-    "workers",
-    "gpus",
-    "backend",
-    "name",
-    "env",
-    "max_restarts",
-    "timeout",
-    "cpu",
-    "memory",
-    "files",
-    "out",
-    "api",
-    "runtime",
-    "image",
-    "namespace",
-    "context",
-    "node_selector",
-    "pip",
-    "queue",
-    "volumes",
-]
+FIELDS = [field.name for field in dataclasses.fields(JobSpec)]
 
 
 @settings(max_examples=300, deadline=None)

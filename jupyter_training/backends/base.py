@@ -50,10 +50,5 @@ class Backend(Protocol):
     ) -> Iterator[Event]:
         """The job's events from the start; with ``follow``, until it ends (or ``stop``)."""
 
-    def logs(
-        self, job_id: str, *, rank: int | None = None, follow: bool = False
-    ) -> Iterator[Event]:
-        """The job's ``log`` events, optionally of one rank only."""
-
     def cancel(self, job_id: str) -> JobRecord:
         """Stop the job (no-op if it has ended) and return its final record."""

@@ -161,13 +161,6 @@ class LocalBackend:
             stop=stop,
         )
 
-    def logs(
-        self, job_id: str, *, rank: int | None = None, follow: bool = False
-    ) -> Iterator[Event]:
-        for event in self.events(job_id, follow=follow):
-            if event.kind == "log" and (rank is None or event.rank == rank):
-                yield event
-
     def cancel(self, job_id: str, *, wait: float = 30.0) -> JobRecord:
         """SIGTERM the supervisor, which stops every worker, then wait for the end."""
         record = self.get(job_id)

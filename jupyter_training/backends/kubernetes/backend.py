@@ -354,13 +354,6 @@ class KubernetesBackend:
         if record.is_terminal:
             yield phase_event(record.id, record.phase, record.message)
 
-    def logs(
-        self, job_id: str, *, rank: int | None = None, follow: bool = False
-    ) -> Iterator[Event]:
-        for event in self.events(job_id, follow=follow):
-            if event.kind == "log" and (rank is None or event.rank == rank):
-                yield event
-
     def cancel(self, job_id: str) -> JobRecord:
         """Delete the job (foreground propagation) and its ConfigMap; history stays."""
         record = self.store.get(job_id)
