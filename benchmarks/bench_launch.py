@@ -2,8 +2,11 @@
 
 Ours: ``TrainingClient.submit`` plus consuming ``client.events`` until the terminal phase,
 exactly as ``%%train_distributed`` does. Baselines, interleaved with ours: ``torchrun
---nproc-per-node N script.py`` of the same code, and the floor, N bare ``Popen`` workers with
-our workers' environment and no supervision at all.
+--nproc-per-node N cell.py`` of the same code as a script (what a user would run by hand),
+and the floor, N bare ``Popen`` workers with our workers' environment, the exit our
+runtime performs, and no supervision at all. A full run also times torchrun with that same
+exit (``detail.ratio_vs_torchrun_same_exit``), which tells the launcher's share of the
+difference from the teardown's.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from pathlib import Path
 
 from common import (
     BIN,
@@ -32,9 +36,11 @@ dist.init_process_group("gloo")
 dist.destroy_process_group()
 """
 REPS, QUICK_REPS = 7, 1
-#: The script both baselines run: the cell, then the exit our runtime performs after a cell
-#: that imported torch (flush, os._exit), so teardown costs the same on every side.
+#: The floor's script: the cell, then the exit our runtime performs after a cell that
+#: imported torch (flush, os._exit), skipping torch's slow and abort-prone teardown.
 SCRIPT = CELL + "import os, sys\nsys.stdout.flush()\nsys.stderr.flush()\nos._exit(0)\n"
+#: How torch's teardown abort shows in torchrun's log (an intermittent crash at exit).
+TEARDOWN_ABORT = ("terminate called without an active exception", "SIGABRT")
 
 
 def run(quick: bool) -> list[dict]:
@@ -43,6 +49,9 @@ def run(quick: bool) -> list[dict]:
     work = scratch("launch")
     script = work / "script.py"
     script.write_text(SCRIPT)
+    cell_script = work / "cell.py"
+    cell_script.write_text(CELL)
+    aborts = {2: 0, 4: 0}
     client = training_client()
     reps = QUICK_REPS if quick else REPS
     results = []
@@ -55,20 +64,28 @@ def run(quick: bool) -> list[dict]:
             run_job(client, CELL, workers=workers)
             return time.perf_counter() - started
 
-        def torchrun(workers: int = workers) -> float:
+        def torchrun(workers: int = workers, path: Path = cell_script) -> float:
             command = [
                 str(BIN / "torchrun"),
                 f"--nproc-per-node={workers}",
                 f"--master-port={free_port()}",
-                str(script),
+                str(path),
             ]
-            with open(work / "torchrun.log", "ab") as log:
-                started = time.perf_counter()
-                code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=work)
-                elapsed = time.perf_counter() - started
-            if code:
-                raise RuntimeError(f"torchrun failed ({code}); see {work / 'torchrun.log'}")
+            log_path = work / f"torchrun-{path.stem}-{workers}.log"
+            started = time.perf_counter()
+            out = subprocess.run(command, capture_output=True, text=True, cwd=work)
+            elapsed = time.perf_counter() - started
+            with open(log_path, "a") as log:
+                log.write(out.stdout + out.stderr)
+            if out.returncode:
+                # torch's teardown abort after a finished cell is torchrun's own cost: count it
+                if not any(sign in out.stdout + out.stderr for sign in TEARDOWN_ABORT):
+                    raise RuntimeError(f"torchrun failed ({out.returncode}); see {log_path}")
+                aborts[workers] += 1
             return elapsed
+
+        def torchrun_same_exit(workers: int = workers) -> float:
+            return torchrun(workers, script)
 
         def floor(workers: int = workers) -> float:
             spec = {"workers": workers, "gpus": 0, "framework": "pytorch"}
@@ -97,11 +114,19 @@ def run(quick: bool) -> list[dict]:
                 raise RuntimeError(f"bare workers failed {codes}; see {work}/floor-*.log")
             return elapsed
 
-        samples = interleave(reps, {"ours": ours, "torchrun": torchrun, "floor": floor})
+        variants = {"ours": ours, "torchrun": torchrun, "floor": floor}
+        if not quick:
+            variants["torchrun_same_exit"] = torchrun_same_exit
+        samples = interleave(reps, variants)
         mine = median(samples["ours"])
         vs_torchrun = paired_ratio(samples["ours"], samples["torchrun"])
         vs_floor = paired_ratio(samples["ours"], samples["floor"])
         runs = {f"{k}_s": v for k, v in samples.items()}
+        same_exit = {}
+        if "torchrun_same_exit" in samples:
+            same_exit["ratio_vs_torchrun_same_exit"] = paired_ratio(
+                samples["ours"], samples["torchrun_same_exit"]
+            )
         results.append(
             result(
                 f"launch.n{workers}.vs_torchrun",
@@ -117,6 +142,8 @@ def run(quick: bool) -> list[dict]:
                     "reps": reps,
                     # the best any launcher could do here: bare workers vs torchrun
                     "floor_vs_torchrun": paired_ratio(samples["floor"], samples["torchrun"]),
+                    "torchrun_teardown_aborts": aborts[workers],
+                    **same_exit,
                     **runs,
                 },
             )

@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .runtime import is_main, local_rank, rank, report, world_size
-from .spec import JobSpec, SpecError
 
 if TYPE_CHECKING:
     from .client import TrainingClient
+    from .spec import JobSpec, SpecError
 
 __version__ = "0.1.0"
 __all__ = [
@@ -48,9 +48,13 @@ def _jupyter_labextension_paths() -> list[dict[str, str]]:
     return [{"src": "labextension", "dest": "jupyter-training"}]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "TrainingClient":
-        from .client import TrainingClient
+#: Public names loaded on first use: a worker importing :func:`rank` pays for none of them.
+_LAZY = {"TrainingClient": ".client", "JobSpec": ".spec", "SpecError": ".spec"}
 
-        return TrainingClient
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module 'jupyter_training' has no attribute {name!r}")

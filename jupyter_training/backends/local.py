@@ -24,7 +24,7 @@ from ..spec import JobSpec
 from ..store import JobRecord, JobStore, new_job_id, pending_record
 from .base import SubmitError
 from .local_files import JobFiles
-from .supervisor import process_start_time, visible_gpu_ids, worker_env
+from .supervisor import process_start_time, visible_gpu_ids, wait_for_exit, worker_env
 
 SUPERVISOR_START_SECONDS = 10.0
 
@@ -120,7 +120,11 @@ class LocalBackend:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        if starter.wait(timeout=SUPERVISOR_START_SECONDS) != 0:
+        code = wait_for_exit(starter, SUPERVISOR_START_SECONDS)
+        if code is None:  # hung before it could detach
+            starter.kill()
+            starter.wait()
+        if code != 0:
             reason = f"the job supervisor did not start (see {files.supervisor_log})"
             self.store.set_phase(job_id, FAILED, message=reason, failure={"reason": reason})
             raise SubmitError(reason)

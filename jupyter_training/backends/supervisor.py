@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import ctypes
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -37,6 +38,8 @@ from ..store import JobStore
 from .local_files import JobFiles
 
 POLL_SECONDS = 0.02
+#: Longest the supervisor sleeps without looking (a worker's exit or a signal wakes it sooner).
+IDLE_SECONDS = 1.0
 #: Kernel variables that must not leak into workers.
 _KERNEL_ONLY_ENV = ("MPLBACKEND", "JPY_PARENT_PID", "JPY_SESSION_NAME", "PYDEVD_USE_FRAME_EVAL")
 _PR_SET_PDEATHSIG = 1
@@ -133,6 +136,41 @@ def process_start_time(pid: int) -> str | None:
     return None if fields[0] in ("Z", "X") else fields[19]  # a zombie is not alive
 
 
+def wait_readable(fds: list[int], timeout: float) -> None:
+    """Sleep until one of ``fds`` is readable or ``timeout`` seconds pass."""
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    poller.poll(max(0, int(timeout * 1000)))
+
+
+def exit_fd(pid: int) -> int | None:
+    """A pidfd that turns readable when ``pid`` exits (None where the OS has none)."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def wait_for_exit(process: subprocess.Popen[bytes], timeout: float) -> int | None:
+    """``process``'s exit code once it exits, None after ``timeout`` seconds.
+
+    Woken by the exit itself (a pidfd) rather than :meth:`Popen.wait`'s polling,
+    whose sleeps grow to 50 ms.
+    """
+    fd = exit_fd(process.pid)
+    if fd is None:
+        try:
+            return process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+    try:
+        wait_readable([fd], timeout)
+    finally:
+        os.close(fd)
+    return process.poll()
+
+
 def _die_with_parent() -> None:
     """In the child before exec: get SIGKILL if the supervisor dies."""
     libc = ctypes.CDLL(None, use_errno=True)
@@ -161,6 +199,9 @@ class Supervisor:
         self.workers: dict[int, subprocess.Popen[bytes]] = {}
         self.exited: dict[int, int] = {}
         self.deadline: float | None = None
+        self.exit_fds: dict[int, int] = {}
+        #: Readable when a signal arrived (``signal.set_wakeup_fd``), so a cancel wakes ``watch``.
+        self.signal_fd: int | None = None
 
     def request_cancel(self, *_: Any) -> None:
         self.stop_reason = "cancel"
@@ -237,8 +278,24 @@ class Supervisor:
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
             )
+        fd = exit_fd(process.pid)
+        if fd is not None:
+            self.exit_fds[rank] = fd
         self.emit(Event("worker", self.job_id, {"state": "started", "pid": process.pid}, rank))
         return process
+
+    def sleep_until_change(self, exited: dict[int, int]) -> None:
+        """Sleep until a running worker exits, a signal arrives or the deadline is near."""
+        if self.signal_fd is None or len(self.exit_fds) < len(self.workers):
+            time.sleep(POLL_SECONDS)  # no pidfds here: poll
+            return
+        running = [fd for rank, fd in self.exit_fds.items() if rank not in exited]
+        timeout = IDLE_SECONDS
+        if self.deadline is not None:
+            timeout = min(timeout, max(0.0, self.deadline - time.time()) + POLL_SECONDS)
+        wait_readable([*running, self.signal_fd], timeout)
+        with contextlib.suppress(BlockingIOError):
+            os.read(self.signal_fd, 512)
 
     def watch(self) -> tuple[str, dict[str, Any]]:
         exited = self.exited = {}
@@ -269,7 +326,7 @@ class Supervisor:
             if len(exited) == len(self.workers):
                 self.stop_workers()  # reaps leftovers such as data-loader children
                 return "succeeded", {}
-            time.sleep(POLL_SECONDS)
+            self.sleep_until_change(exited)
 
     def describe_failure(self, rank: int, code: int) -> dict[str, Any]:
         if code < 0:
@@ -310,8 +367,11 @@ class Supervisor:
             if rank not in reported:  # stopped by us: say so, so no view shows it running
                 data = {"state": "exited", "exit_code": code, "reason": "stopped"}
                 self.emit(Event("worker", self.job_id, data, rank))
+        for fd in self.exit_fds.values():
+            os.close(fd)
         self.workers = {}
         self.exited = {}
+        self.exit_fds = {}
 
 
 def _signal_groups(processes: Any, signum: int) -> None:
@@ -343,6 +403,11 @@ def main(argv: list[str] | None = None) -> None:
     store = JobStore(args.db)
     supervisor = Supervisor(store, args.job, files, args.grace, args.result_limit)
     signal.signal(signal.SIGTERM, supervisor.request_cancel)
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_read, False)
+    os.set_blocking(wake_write, False)
+    signal.set_wakeup_fd(wake_write)
+    supervisor.signal_fd = wake_read
     try:
         supervisor.run()
     except BaseException as err:  # record why, never leave the job Running forever

@@ -14,7 +14,6 @@ import io
 import json
 import linecache
 import os
-import subprocess
 import sys
 import threading
 import traceback
@@ -103,6 +102,8 @@ def install_packages() -> None:
     packages = json.loads(os.environ.get("JUPYTER_TRAINING_PIP", "[]"))
     if packages:
         print(f"[jupyter-training] pip install {' '.join(packages)}", flush=True)
+        import subprocess  # only here: most workers never need it
+
         command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-input", "--", *packages]
         subprocess.run(command, check=True)
 
