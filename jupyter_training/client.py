@@ -22,7 +22,7 @@ from .capture import CaptureError, capture_cell
 from .events import FAILED, Event, phase_event
 from .runtime.payload import Payload
 from .settings import TrainingSettings, load_settings
-from .spec import JobSpec, SpecError
+from .spec import JobSpec, SpecError, secret_values
 from .store import JobRecord, JobStore, new_job_id, pending_record
 
 
@@ -61,9 +61,16 @@ class TrainingClient:
         self.check_limits(spec)
         try:
             backend = self.backend(spec.backend)
+            secrets = secret_values(spec, os.environ)
             payload = self._capture(spec, cell, namespace, hidden, history, workdir)
             return backend.submit(
-                spec, payload, cell=cell, notebook=notebook, workdir=workdir, job_id=job_id
+                spec,
+                payload,
+                cell=cell,
+                notebook=notebook,
+                workdir=workdir,
+                job_id=job_id,
+                secrets=secrets,
             )
         except (CaptureError, SubmitError, SpecError, OSError) as err:
             self._record_failed_submission(job_id, spec, cell, notebook, workdir, err)
@@ -86,6 +93,7 @@ class TrainingClient:
     ) -> str:
         """What submitting would create or start, as text; nothing is recorded or launched."""
         self.check_limits(spec)
+        secret_values(spec, os.environ)  # refuse missing secrets here too, without showing them
         payload = self._capture(spec, cell, namespace, hidden, history, workdir or os.getcwd())
         return self.backend(spec.backend).dry_run(spec, payload, notebook=notebook)
 

@@ -30,6 +30,7 @@ from .spec import (
     SpecError,
     parse_assignments,
     parse_env_assignments,
+    parse_secret_env,
 )
 from .store import JobNotFound, JobRecord
 from .widgets import (
@@ -76,6 +77,15 @@ def spec_args(func: Callable[..., Any]) -> Callable[..., Any]:
             default=[],
             metavar="KEY=VALUE",
             help="Environment variable for every worker (repeatable).",
+        ),
+        argument(
+            "--secret-env",
+            action="append",
+            default=[],
+            metavar="NAME[=SECRET/KEY]",
+            help="Secret environment variable for every worker (repeatable): NAME takes the "
+            "kernel's value, NAME=SECRET/KEY a Kubernetes Secret's key. Never stored or "
+            "logged; masked as *** in worker output.",
         ),
         argument(
             "--max-restarts",
@@ -243,6 +253,7 @@ class TrainingMagics(Magics):
                 backend=args.backend or self.client.settings.backend,
                 name=args.name,
                 env=parse_env_assignments(args.env),
+                secret_env=parse_secret_env(args.secret_env),
                 max_restarts=args.max_restarts,
                 timeout=args.timeout,
                 files=args.files,

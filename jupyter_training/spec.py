@@ -44,6 +44,7 @@ RESERVED_ENV = frozenset(
         "JUPYTER_TRAINING_OUT",
         "JUPYTER_TRAINING_WORKDIR",
         "JUPYTER_TRAINING_RESULT_LIMIT",
+        "JUPYTER_TRAINING_SECRET_ENV",
     }
 )
 
@@ -70,10 +71,16 @@ _LABEL_NAME = re.compile(r"^(?=.{1,63}$)[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?
 _IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/:@]*$")
 _PIP_REQUIREMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-\[\],<>=!~+*:/@]*$")
 _EXAMPLES = {"--env": "SEED=1", "--node-selector": "disktype=ssd"}
+#: ``--secret-env NAME=SECRET/KEY``: a Secret's name (DNS subdomain) and one of its data keys.
+_SECRET_REF = re.compile(
+    r"^(?=.{1,253}/)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/[-._a-zA-Z0-9]+$"
+)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Kubernetes resource.Quantity: a decimal number with an optional SI or binary suffix.
 _QUANTITY = re.compile(r"^(\d+(\.\d+)?|\.\d+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|e\d+)?$")
 MAX_NAME_LENGTH = 63
+#: Shortest ``--secret-env`` value (the worker runtime masks values this long or longer).
+MIN_SECRET_LENGTH = 4
 MAX_TIMEOUT_SECONDS = 2**31  # activeDeadlineSeconds must fit the API's integers
 
 
@@ -99,6 +106,8 @@ class JobSpec:
     backend: str = "local"
     name: str | None = None
     env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: NAME -> "" (the submitting process' environment) or "SECRET/KEY" (a Kubernetes Secret).
+    secret_env: Mapping[str, str] = dataclasses.field(default_factory=dict)
     max_restarts: int = 0
     timeout: float | None = None
     cpu: str | None = None
@@ -117,7 +126,7 @@ class JobSpec:
     volumes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("env", "node_selector"):
+        for name in ("env", "node_selector", "secret_env"):
             value = getattr(self, name)
             if not isinstance(value, Mapping):
                 raise SpecError(_flag(name), f"must be a mapping of KEY to VALUE, got {value!r}")
@@ -136,6 +145,7 @@ class JobSpec:
         if self.name is not None:
             check_job_name(self.name)
         _check_env(self.env)
+        _check_secret_env(self.secret_env, self.env)
         for flag, value in (("--cpu", self.cpu), ("--memory", self.memory)):
             if value is not None:
                 _check_quantity(flag, value)
@@ -178,6 +188,14 @@ class JobSpec:
             self._check_local_only()
 
     def _check_local_only(self) -> None:
+        for name, source in self.secret_env.items():
+            if source:
+                raise SpecError(
+                    "--secret-env",
+                    f"{name}={source} reads a Kubernetes Secret, which needs --backend "
+                    f"kubernetes; locally use --secret-env {name} to pass {name} from the "
+                    "kernel's environment",
+                )
         for name in KUBERNETES_ONLY:
             value = getattr(self, name)
             default = JOBSPEC_DEFAULTS[name]
@@ -205,7 +223,13 @@ class JobSpec:
         """The spec as JSON-ready data (``from_dict`` reverses it)."""
         data = dataclasses.asdict(self)
         data["env"] = dict(self.env)
+        data["secret_env"] = dict(self.secret_env)
         return data
+
+    @property
+    def secrets_from_environment(self) -> list[str]:
+        """``--secret-env`` names whose values come from the submitting process' environment."""
+        return [name for name, source in self.secret_env.items() if not source]
 
     def replace(self, **changes: Any) -> JobSpec:
         """A copy with ``changes`` applied (and validated)."""
@@ -257,6 +281,49 @@ def check_job_name(name: object) -> str:
 def parse_env_assignments(items: list[str] | None) -> dict[str, str]:
     """Turn repeated ``--env KEY=VALUE`` strings into a dict."""
     return parse_assignments("--env", items)
+
+
+def parse_secret_env(items: list[str] | None) -> dict[str, str]:
+    """Repeated ``--secret-env NAME`` or ``NAME=SECRET/KEY`` (``NAME=SECRET``: key NAME)."""
+    result: dict[str, str] = {}
+    for item in items or []:
+        name, sep, source = item.partition("=")
+        if sep and source and "/" not in source:
+            source = f"{source}/{name}"
+        if sep and not source:
+            raise SpecError(
+                "--secret-env",
+                f"{item!r} names no Secret: use --secret-env {name} (from the kernel's "
+                f"environment) or --secret-env {name}=SECRET/KEY (a Kubernetes Secret)",
+            )
+        result[name] = source
+    return result
+
+
+def secret_values(spec: JobSpec, environ: Mapping[str, str]) -> dict[str, str]:
+    """The values of ``spec``'s ``--secret-env`` names taken from ``environ``.
+
+    They are handed to the backend and never stored: the spec keeps the names only.
+    """
+    values = {}
+    for name in spec.secrets_from_environment:
+        value = environ.get(name)
+        if not value:
+            state = "empty" if value == "" else "not set"
+            raise SpecError(
+                "--secret-env",
+                f"{name} is {state} in the kernel's environment; set it first (for example "
+                f"os.environ[{name!r}] = getpass.getpass()), or read it from a Kubernetes "
+                f"Secret with --secret-env {name}=SECRET/KEY",
+            )
+        if len(value) < MIN_SECRET_LENGTH:
+            raise SpecError(
+                "--secret-env",
+                f"{name} is only {len(value)} characters; a secret shorter than "
+                f"{MIN_SECRET_LENGTH} cannot be masked in logs without garbling them",
+            )
+        values[name] = value
+    return values
 
 
 def _flag(field: str) -> str:
@@ -329,6 +396,30 @@ def _check_env(env: Mapping[str, str]) -> None:
             raise SpecError("--env", f"value of {key} must be a string, got {value!r}")
         if "\x00" in value:
             raise SpecError("--env", f"value of {key} contains a NUL byte")
+
+
+def _check_secret_env(secret_env: Mapping[str, str], env: Mapping[str, str]) -> None:
+    for name, source in secret_env.items():
+        if not isinstance(name, str) or not _ENV_NAME.match(name):
+            raise SpecError(
+                "--secret-env",
+                f"{name!r} is not a valid variable name: use letters, digits and '_', "
+                "not starting with a digit",
+            )
+        if name in RESERVED_ENV:
+            raise SpecError(
+                "--secret-env", f"{name} is set by the training runtime for every worker"
+            )
+        if name in env:
+            raise SpecError(
+                "--secret-env", f"{name} is also set with --env; keep only --secret-env {name}"
+            )
+        if not isinstance(source, str) or (source and not _SECRET_REF.match(source)):
+            raise SpecError(
+                "--secret-env",
+                f"{name}={source!r}: expected SECRET/KEY, a Kubernetes Secret's name and one "
+                f"of its keys (for example --secret-env {name}=hf-token/token)",
+            )
 
 
 def _check_quantity(flag: str, value: object) -> None:

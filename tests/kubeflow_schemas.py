@@ -310,7 +310,39 @@ TEMPLATE_METADATA = obj(
     }
 )
 
-ENV_VAR = obj({"name": string(min_length=1), "value": string()}, required=("name",))
+def _value_or_value_from(var: Any) -> list[tuple[str, str]]:
+    """core/v1 EnvVar validation: ``value`` and ``valueFrom`` exclude each other."""
+    if isinstance(var, dict) and var.get("value") and "valueFrom" in var:
+        return [(".valueFrom", "may not be specified when `value` is not empty")]
+    return []
+
+
+#: EnvVarSource, as far as we use it: a key of a Secret in the pod's namespace.
+ENV_VAR_SOURCE = obj(
+    {
+        "secretKeyRef": obj(
+            {
+                "name": string(pattern=DNS1123_SUBDOMAIN, max_length=253),
+                "key": string(pattern=r"[-._a-zA-Z0-9]+", max_length=253),
+                "optional": boolean(),
+            },
+            required=("key",),
+        )
+    },
+    required=("secretKeyRef",),
+)
+
+
+def env_var(name: Schema) -> Schema:
+    """A core/v1 EnvVar whose name must satisfy ``name``."""
+    return obj(
+        {"name": name, "value": string(), "valueFrom": ENV_VAR_SOURCE},
+        required=("name",),
+        checks=(_value_or_value_from,),
+    )
+
+
+ENV_VAR = env_var(string(min_length=1))
 VOLUME_MOUNT = obj(
     {
         "name": string(min_length=1),
@@ -485,10 +517,7 @@ TRAINER = obj(
         "command": arr(string(max_length=MIB), max_items=128),
         "args": arr(string(max_length=MIB), max_items=128),
         "env": arr(
-            obj(
-                {"name": string(min_length=1, not_in=TRAINER_RESERVED_ENV), "value": string()},
-                required=("name",),
-            ),
+            env_var(string(min_length=1, not_in=TRAINER_RESERVED_ENV)),
             unique=("name",),
             max_items=128,
         ),
@@ -603,11 +632,27 @@ CONFIG_MAP = obj(
     checks=(_configmap_rules,),
 )
 
+# -- core/v1 Secret ------------------------------------------------------------------------------
+
+SECRET = obj(
+    {
+        "apiVersion": string(enum=("v1",)),
+        "kind": string(enum=("Secret",)),
+        "metadata": object_meta(DNS1123_SUBDOMAIN, 253),
+        "type": string(enum=("Opaque",)),
+        "data": amap(string(byte=True), keys=_CONFIGMAP_KEYS),  # same key rule as ConfigMaps
+        "stringData": amap(string(), keys=_CONFIGMAP_KEYS),
+        "immutable": boolean(),
+    },
+    required=("apiVersion", "kind", "metadata"),
+)
+
 SCHEMAS: dict[str, Schema] = {
     "PyTorchJob": PYTORCH_JOB,
     "XGBoostJob": XGBOOST_JOB,
     "TrainJob": TRAIN_JOB,
     "ConfigMap": CONFIG_MAP,
+    "Secret": SECRET,
 }
 
 

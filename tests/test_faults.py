@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import textwrap
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from jupyter_training.client import TrainingClient
 from jupyter_training.events import CANCELLED, FAILED, RUNNING, SUCCEEDED
@@ -127,3 +133,60 @@ while True:
     assert {r.phase for r in records} <= {"Pending", "Running"}
     store.add(pending_record("feedbeef0001", JobSpec().to_dict(), "after"))
     assert store.get("feedbeef0001").cell == "after"
+
+
+@contextlib.contextmanager
+def memory_cgroup(limit_bytes: int) -> Iterator[Path]:
+    """A fresh memory cgroup (v2 or v1) with a hard limit; yields its ``cgroup.procs``."""
+    candidates = [
+        (Path("/sys/fs/cgroup"), "memory.max"),  # cgroup v2 at the usual place
+        (Path("/sys/fs/cgroup/unified"), "memory.max"),  # hybrid: v2 beside v1
+        (Path("/sys/fs/cgroup/memory"), "memory.limit_in_bytes"),  # cgroup v1
+    ]
+    for root, limit_file in candidates:
+        controllers = root / "cgroup.controllers"
+        if limit_file == "memory.max" and (
+            not controllers.exists() or "memory" not in controllers.read_text().split()
+        ):
+            continue
+        group = root / f"jupyter-training-test-{uuid.uuid4().hex[:8]}"
+        try:
+            group.mkdir()
+            (group / limit_file).write_text(str(limit_bytes))
+        except OSError:
+            with contextlib.suppress(OSError):
+                group.rmdir()
+            continue
+        try:
+            yield group / "cgroup.procs"
+        finally:
+            wait_until(lambda g=group: not (g / "cgroup.procs").read_text().strip(), timeout=10)
+            group.rmdir()
+        return
+    pytest.skip("this machine lets no test create a memory cgroup to stage an OOM kill in")
+
+
+def test_oom_killed_worker_is_named_and_the_others_stopped(settings):
+    """A real OOM kill: rank 1 joins a 256 MiB memory cgroup, then allocates 2 GiB."""
+    cell = """
+    import os, time, jupyter_training as jt
+    if jt.rank() == 1:
+        with open(os.environ["TEST_CGROUP_PROCS"], "w") as procs:
+            procs.write(str(os.getpid()))
+        hog = bytearray(2 * 1024**3)
+    time.sleep(600)
+    """
+    client = TrainingClient(settings)
+    with memory_cgroup(256 * 1024**2) as procs:
+        spec = JobSpec(workers=2, env={"TEST_CGROUP_PROCS": str(procs)})
+        record = client.submit(spec, textwrap.dedent(cell), {})
+        for _ in client.events(record.id):
+            pass
+        record = client.get(record.id)
+    assert record.phase == FAILED
+    failure = record.failure
+    assert (failure["rank"], failure["signal"], failure["oom_killed"]) == (1, "SIGKILL", True)
+    assert record.message == (
+        "rank 1 was killed by SIGKILL: out of memory (the kernel's OOM killer ran as it died)"
+    )
+    assert processes_of(record.id) == []  # rank 0 was stopped

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ from jupyter_training.spec import JobSpec
 from conftest import wait_until
 from k8s.emulator import unused_url
 from k8s.fixtures import *  # noqa: F403 - pytest fixtures: kube, kubeconfig, operator, ...
+from k8s.kubelet import run_pods_like_a_kubelet
 
 NS = "default"
 
@@ -528,66 +530,6 @@ def test_local_only_and_kubernetes_only_flags(ip):
 # -- the shipped runtime, run as a kubelet would ----------------------------------------------
 
 
-def run_pods_like_a_kubelet(kube, job, root: Path) -> None:
-    """Run every pod's container as a local process: ConfigMap files mounted, pod env set."""
-    import os
-    import socket
-    import subprocess
-    import sys
-
-    pods = [job.pod(rank) for rank in job.ranks()]
-    configmap = kube.get("configmaps", NS, f"{job.name}-payload")
-    mount = root / "opt"
-    for volume in pods[0]["spec"]["volumes"]:
-        for item in (volume.get("configMap") or {}).get("items", []):
-            target = mount / item["path"]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if item["key"] in configmap.get("data", {}):
-                target.write_text(configmap["data"][item["key"]])
-            else:
-                target.write_bytes(base64.b64decode(configmap["binaryData"][item["key"]]))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = str(sock.getsockname()[1])
-    processes = []
-    for rank, pod in zip(job.ranks(), pods, strict=True):
-        container = pod["spec"]["containers"][0]
-        env = {e["name"]: e.get("value", "") for e in container["env"] if "value" in e}
-        env.update(
-            MASTER_ADDR="127.0.0.1",
-            MASTER_PORT=port,
-            PYTHONPATH=str(mount),
-            PATH=os.environ["PATH"],
-        )
-        command = [
-            sys.executable if c == "python" else c.replace("/opt/jupyter-training", str(mount))
-            for c in container["command"]
-        ]
-        workdir = root / f"workspace-{rank}"
-        workdir.mkdir()
-        env["JUPYTER_TRAINING_FILES_DIR"] = str(workdir)
-        processes.append(
-            subprocess.Popen(
-                command,
-                env=env,
-                cwd=workdir,
-                text=True,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-            )
-        )
-    job.run_all()
-    job.mark_running()
-    for rank, process in zip(job.ranks(), processes, strict=True):
-        out, _ = process.communicate(timeout=120)
-        job.log(rank, out)
-        job.exit(rank, process.returncode)
-    if all(p.returncode == 0 for p in processes):
-        job.succeed()
-    else:
-        job.fail("a replica failed")
-
-
 def test_the_same_cell_runs_from_the_configmap_alone(
     ip, kubeconfig, kube, operator, tmp_path, monkeypatch
 ):
@@ -656,3 +598,93 @@ def test_allow_lists_apply_to_resolved_namespace_and_image(settings, kubeconfig,
     )
     assert kube.get("pytorchjobs", "team-a", record.name) is not None
     assert [r.phase for r in client.list()] == [PENDING, FAILED]  # the refusal is in history
+
+
+# -- many jobs, every fault --------------------------------------------------------------------
+
+FAULT_RUNS = 60
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _play(kind: str, client, kube, operator, record) -> tuple[str, str]:
+    """Drive one job through ``kind``; returns (expected phase, text its message must hold)."""
+    stream = Consumer(client, record.id)
+    job = operator.wait_for_job("pytorchjobs", NS, record.name)
+    job.create_pods()
+    job.run_all()
+    job.mark_running()
+    job.log(0, ["step 1"])
+    time.sleep(0.05)  # the watch sees the job running before it ends
+    expected: tuple[str, str]
+    if kind == "succeed":
+        for rank in (0, 1):
+            job.exit(rank, 0)
+        job.succeed()
+        expected = (SUCCEEDED, "")
+    elif kind == "raise":
+        job.log(1, error_record("KeyError", "'label'", 1))
+        job.exit(1, 1)
+        job.exit(0, 1)
+        job.fail("Worker failed")
+        expected = (FAILED, "KeyError: 'label'")
+    elif kind == "oom":
+        job.exit(0, 137, reason="OOMKilled")
+        job.fail("Master failed")
+        expected = (FAILED, "was OOMKilled (exit code 137)")
+    elif kind == "restart":
+        job.restart(1, exit_code=1)
+        job.mark_restarting("Worker 0 restarted")
+        job.mark_running()
+        for rank in (0, 1):
+            job.exit(rank, 0)
+        job.succeed()
+        expected = (SUCCEEDED, "")
+    elif kind == "cancel":
+        client.cancel(record.id)
+        expected = (CANCELLED, "cancelled by user")
+    else:  # deleted by someone else
+        kube.delete("pytorchjobs", NS, record.name)
+        expected = (FAILED, "deleted from the cluster")
+    stream.join()
+    assert stream.phases()[-1] == expected[0], (kind, stream.phases())
+    if kind in ("succeed", "restart"):
+        assert stream.lines(0) == ["step 1"], kind
+    return expected
+
+
+def test_sixty_kubernetes_jobs_with_every_fault_tell_the_truth(client, kube, operator):
+    """10 of each: success, a raising rank, OOMKilled, a restart, a cancel, a job deleted
+    by someone else. Each ends in the true phase with the cause named, and nothing leaks:
+    no watch thread, no file descriptor, no object without an owner to collect it."""
+    kinds = ["succeed", "raise", "oom", "restart", "cancel", "deleted"]
+    threads = threading.active_count()
+    kube.clear_requests()
+    outcomes, fd_counts = [], []
+    for i in range(FAULT_RUNS):
+        kind = kinds[i % len(kinds)]
+        record = client.submit(k8s_spec(name=f"fault-{i}"), "pass", {})
+        phase, text = _play(kind, client, kube, operator, record)
+        final = client.get(record.id)
+        assert final.phase == phase, (kind, final.message)
+        assert text in final.message, (kind, final.message)
+        outcomes.append(final.phase)
+        fd_counts.append(_open_fds())
+    assert outcomes.count(SUCCEEDED) == 20
+    assert outcomes.count(FAILED) == 30
+    assert outcomes.count(CANCELLED) == 10
+    wait_until(lambda: threading.active_count() <= threads, timeout=10)
+    # pooled keep-alive connections (both ends: the emulator runs in this process) come and
+    # go; a leak would grow with the number of jobs
+    assert max(fd_counts[-10:]) <= max(fd_counts[:6]) + 4, fd_counts
+    jobs = {j["metadata"]["uid"] for j in kube.objects("pytorchjobs", NS)}
+    for configmap in kube.objects("configmaps", NS):
+        owners = configmap["metadata"].get("ownerReferences") or []
+        # the cluster's garbage collector removes it with its job (or at once if that is gone)
+        assert len(owners) == 1 and owners[0]["kind"] == "PyTorchJob", configmap["metadata"]
+        assert owners[0]["uid"] in jobs or not kube.get("pytorchjobs", NS, owners[0]["name"])
+    assert len(kube.objects("configmaps", NS)) == FAULT_RUNS - 10  # cancelled: deleted by us
+    per_job = len(kube.requests()) / FAULT_RUNS
+    assert per_job <= 20, per_job  # a constant per job, whatever happens to it

@@ -81,6 +81,7 @@ class Case:
                 "timeout": 90.5,
                 "pip": ("scikit-learn==1.5.2", "pandas>=2"),
                 "env": {"SEED": "1", "DATA_DIR": "/mnt/work/data"},
+                "secret_env": {"HF_TOKEN": "", "DB_PASSWORD": "db-creds/password"},
                 "volumes": ("work:/mnt/work", "datasets.v1:/data"),
                 "files": ("train.csv", "conf/model.yaml"),
             }
@@ -111,6 +112,7 @@ class Case:
             "payload": PAYLOAD,
             "runtime": spec.runtime,
             "notebook": NOTEBOOK if self.full else None,
+            "secrets": {"HF_TOKEN": "hf_abcdefghijklmnop"} if self.full else {},
         }
         fields.update(changes)
         return JobObjects(**fields)
@@ -165,8 +167,8 @@ def _pod_labels(job: dict[str, Any], role: str = "Master") -> dict[str, str]:
 
 
 def _env(container: dict[str, Any]) -> dict[str, str]:
-    """A container's env list as a dict."""
-    return {item["name"]: item["value"] for item in container["env"]}
+    """A container's plain env values as a dict (``valueFrom`` entries left out)."""
+    return {item["name"]: item["value"] for item in container["env"] if "value" in item}
 
 
 # -- every rendered object is valid ------------------------------------------------------------
@@ -174,9 +176,10 @@ def _env(container: dict[str, Any]) -> dict[str, str]:
 
 @pytest.mark.parametrize("case", CASES, ids=ids)
 def test_rendered_objects_validate(case: Case) -> None:
-    """Every case renders a valid ConfigMap and job, the same as JSON and as YAML."""
+    """Every case renders a valid ConfigMap (Secret) and job, the same as JSON and as YAML."""
     objects = manifests.render(case.job())
-    assert [o["kind"] for o in objects] == ["ConfigMap", case.job().target.kind]
+    secret = ["Secret"] if case.full else []  # full cases use --secret-env
+    assert [o["kind"] for o in objects] == ["ConfigMap", *secret, case.job().target.kind]
     for manifest in objects:
         assert validate_manifest(manifest) == [], manifest["kind"]
         # What is sent (JSON) and what --dry-run prints (YAML) is the same object.
@@ -572,7 +575,19 @@ V1_MUTATIONS: list[tuple[str, Mutation, Expected]] = [
     (
         "duplicate-env",
         lambda j: _v1_pod(j)["containers"][0]["env"].append({"name": "SEED", "value": "2"}),
-        f"{POD}.containers[0].env[9]: duplicate (name) of item 7",
+        f"{POD}.containers[0].env[12]: duplicate (name) of item 8",
+    ),
+    (
+        "env-value-and-value-from",
+        lambda j: _v1_pod(j)["containers"][0]["env"][-1].update(value="plain"),
+        f"{POD}.containers[0].env[11].valueFrom: may not be specified",
+    ),
+    (
+        "secret-key-ref-bad-key",
+        lambda j: _v1_pod(j)["containers"][0]["env"][-1]["valueFrom"]["secretKeyRef"].update(
+            key="a/b"
+        ),
+        f"{POD}.containers[0].env[11].valueFrom.secretKeyRef.key: ",
     ),
     (
         "port-name-too-long",
@@ -661,12 +676,12 @@ V2_MUTATIONS: list[tuple[str, Mutation, Expected]] = [
     (
         "reserved-env",
         lambda j: j["spec"]["trainer"]["env"].append({"name": "PET_NNODES", "value": "2"}),
-        "spec.trainer.env[9].name: 'PET_NNODES' is reserved",
+        "spec.trainer.env[12].name: 'PET_NNODES' is reserved",
     ),
     (
         "reserved-xgboost-env",
         lambda j: j["spec"]["trainer"]["env"].append({"name": "DMLC_NUM_WORKER", "value": "2"}),
-        "spec.trainer.env[9].name: 'DMLC_NUM_WORKER' is reserved",
+        "spec.trainer.env[12].name: 'DMLC_NUM_WORKER' is reserved",
     ),
     (
         "env-on-node-patch",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Protocol
 
 from ..events import Event
@@ -30,8 +30,13 @@ class Backend(Protocol):
         notebook: str | None = None,
         workdir: str | None = None,
         job_id: str | None = None,
+        secrets: Mapping[str, str] | None = None,
     ) -> JobRecord:
-        """Start a job (under ``job_id`` if given) and return its Pending record."""
+        """Start a job (under ``job_id`` if given) and return its Pending record.
+
+        ``secrets`` holds the values of ``spec.secrets_from_environment``: they go
+        to the workers only, never into the store, a log or a ConfigMap.
+        """
 
     def check(self, spec: JobSpec) -> None:
         """Refuse a spec this backend cannot run (raises SpecError or SubmitError)."""

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from ..events import FAILED, Event
@@ -68,6 +68,7 @@ class LocalBackend:
         for rank in range(spec.workers):
             env = worker_env("<job-id>", spec.to_dict(), rank, 0, gpu_ids, {}, "<job-dir>/files")
             env.update({k: "<free port>" for k, v in env.items() if k.endswith("_PORT")})
+            env.update({k: "<secret, from the kernel's environment>" for k in spec.secret_env})
             lines.append(f"rank {rank}: {sys.executable} -m jupyter_training.runtime payload.bin")
             lines.extend(f"    {key}={value}" for key, value in sorted(env.items()))
         return "\n".join(lines) + "\n"
@@ -81,8 +82,12 @@ class LocalBackend:
         notebook: str | None = None,
         workdir: str | None = None,
         job_id: str | None = None,
+        secrets: Mapping[str, str] | None = None,
     ) -> JobRecord:
-        """Record the job, write its payload and start its supervisor."""
+        """Record the job, write its payload and start its supervisor.
+
+        ``secrets`` reach the workers through the supervisor's environment only.
+        """
         self.check(spec)
         job_id = job_id or new_job_id()
         files = self.files(job_id)
@@ -93,10 +98,12 @@ class LocalBackend:
             job_id, spec.to_dict(), cell, notebook=notebook, workdir=workdir or os.getcwd()
         )
         self.store.add(record)
-        self.start_supervisor(job_id, files)
+        self.start_supervisor(job_id, files, secrets or {})
         return record
 
-    def start_supervisor(self, job_id: str, files: JobFiles) -> None:
+    def start_supervisor(
+        self, job_id: str, files: JobFiles, secrets: Mapping[str, str] | None = None
+    ) -> None:
         command = [
             sys.executable,
             "-m",
@@ -119,6 +126,7 @@ class LocalBackend:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                env={**os.environ, **(secrets or {})},
             )
         code = wait_for_exit(starter, SUPERVISOR_START_SECONDS)
         if code is None:  # hung before it could detach

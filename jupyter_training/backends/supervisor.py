@@ -92,6 +92,8 @@ def worker_env(
     )
     if result_limit is not None:
         env["JUPYTER_TRAINING_RESULT_LIMIT"] = str(result_limit)
+    if spec.get("secret_env"):  # names only: the values come from ``base``
+        env["JUPYTER_TRAINING_SECRET_ENV"] = ",".join(spec["secret_env"])
     if "OMP_NUM_THREADS" not in env:
         # Like torchrun: N workers on one machine share its cores; without this each
         # worker's intra-op pool takes every core and they slow each other down.
@@ -171,6 +173,18 @@ def wait_for_exit(process: subprocess.Popen[bytes], timeout: float) -> int | Non
     return process.poll()
 
 
+def oom_kills() -> int | None:
+    """How many processes the kernel's OOM killer has killed since boot (None if unknown)."""
+    try:
+        with open("/proc/vmstat") as stats:
+            for line in stats:
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def _die_with_parent() -> None:
     """In the child before exec: get SIGKILL if the supervisor dies."""
     libc = ctypes.CDLL(None, use_errno=True)
@@ -199,6 +213,9 @@ class Supervisor:
         self.workers: dict[int, subprocess.Popen[bytes]] = {}
         self.exited: dict[int, int] = {}
         self.deadline: float | None = None
+        #: The OOM-kill count before the last sleep: a SIGKILL with the count risen since
+        #: was most likely the OOM killer's.
+        self.oom_kills_before: int | None = None
         self.exit_fds: dict[int, int] = {}
         #: Readable when a signal arrived (``signal.set_wakeup_fd``), so a cancel wakes ``watch``.
         self.signal_fd: int | None = None
@@ -299,6 +316,7 @@ class Supervisor:
 
     def watch(self) -> tuple[str, dict[str, Any]]:
         exited = self.exited = {}
+        self.oom_kills_before = oom_kills()
         while True:
             if self.stop_reason == "cancel":
                 self.stop_workers()
@@ -326,12 +344,19 @@ class Supervisor:
             if len(exited) == len(self.workers):
                 self.stop_workers()  # reaps leftovers such as data-loader children
                 return "succeeded", {}
+            self.oom_kills_before = oom_kills()
             self.sleep_until_change(exited)
 
     def describe_failure(self, rank: int, code: int) -> dict[str, Any]:
+        oom_killed = False
         if code < 0:
             name = _signal_name(-code)
             reason = f"rank {rank} was killed by {name}"
+            kills = oom_kills()
+            before = self.oom_kills_before
+            if code == -signal.SIGKILL and None not in (kills, before) and kills > before:
+                oom_killed = True
+                reason += ": out of memory (the kernel's OOM killer ran as it died)"
         else:
             name = None
             reason = f"rank {rank} exited with code {code}"
@@ -340,6 +365,7 @@ class Supervisor:
             "rank": rank,
             "exit_code": code,
             "signal": name,
+            "oom_killed": oom_killed,
         }
         tail, error = self.files.rank_log_tail(rank)
         failure["log_tail"] = tail

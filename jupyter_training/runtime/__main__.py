@@ -24,6 +24,7 @@ from typing import Any
 from . import records
 from .context import complete_env, rank
 from .frameworks import framework_context, leave_torch_group
+from .masking import MaskingStream, mask, secret_values
 from .payload import Payload
 from .reporting import send_results
 
@@ -41,6 +42,7 @@ def main(argv: list[str]) -> int:
     framework = os.environ.get("JUPYTER_TRAINING_FRAMEWORK", "pytorch")
     complete_env(framework=framework)
     buffer_stdout()
+    mask_secrets()
     try:
         payload = Payload.read(Path(argv[0]))
         install_packages()
@@ -65,6 +67,8 @@ def main(argv: list[str]) -> int:
 FLUSH_SECONDS = 0.02
 _FLUSHER: list[threading.Thread] = []
 _FLUSHER_STOP = threading.Event()
+#: The stream the flush thread flushes (the masking layer once secrets are masked).
+_FLUSHED: list[Any] = []
 
 
 def buffer_stdout() -> None:
@@ -79,15 +83,25 @@ def buffer_stdout() -> None:
         return
     raw = open(sys.stdout.fileno(), "wb", buffering=1 << 16, closefd=False)  # noqa: SIM115
     sys.stdout = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline=None)
-    stream = sys.stdout
+    _FLUSHED.append(sys.stdout)
 
     def flush_periodically() -> None:
         while not _FLUSHER_STOP.wait(FLUSH_SECONDS):
             with contextlib.suppress(Exception):
-                stream.flush()
+                _FLUSHED[-1].flush()
 
     _FLUSHER.append(threading.Thread(target=flush_periodically, name="jt-flush", daemon=True))
     _FLUSHER[0].start()
+
+
+def mask_secrets() -> None:
+    """Mask ``--secret-env`` values in everything printed to stdout and stderr."""
+    values = secret_values()
+    if not values:
+        return
+    sys.stdout = MaskingStream(sys.stdout, values)
+    sys.stderr = MaskingStream(sys.stderr, values)
+    _FLUSHED.append(sys.stdout)
 
 
 def stop_flusher() -> None:
@@ -178,7 +192,8 @@ def report_failure(err: BaseException) -> None:
     trace.stack = traceback.StackSummary.from_list(
         [frame for frame in trace.stack if not frame.filename.startswith(_HERE)]
     )
-    text = "".join(trace.format())
+    values = secret_values()
+    text = mask("".join(trace.format()), values)
     sys.stdout.flush()
     sys.stderr.write(text)
     sys.stderr.flush()
@@ -188,7 +203,7 @@ def report_failure(err: BaseException) -> None:
         exc_type=type(err).__name__,
         exc_module=type(err).__module__,
         exc_qualname=type(err).__qualname__,
-        message=str(err),
+        message=mask(str(err), values),
         traceback=text,
         rank=int(os.environ.get("RANK", "0")),
     )

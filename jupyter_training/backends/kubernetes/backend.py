@@ -1,8 +1,8 @@
 """The Kubernetes backend: the same cell as a Kubeflow PyTorchJob, XGBoostJob or TrainJob.
 
-Submission creates the payload ConfigMap, then the job, then makes the job the
-ConfigMap's owner; if the job cannot be created the ConfigMap is removed, so a
-failure leaves nothing half-created. Status and logs come from watches
+Submission creates the payload ConfigMap (and the ``--secret-env`` Secret), then
+the job, then makes the job their owner; if the job cannot be created they are
+removed, so a failure leaves nothing half-created. Status and logs come from watches
 (:mod:`.watch`), and the store keeps each job's history after the cluster
 object is gone.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,14 @@ from ...settings import TrainingSettings
 from ...spec import JobSpec, SpecError, parse_volume
 from ...store import JobRecord, JobStore, new_job_id, pending_record
 from .cluster import Cluster, ClusterError, load_api_client
-from .manifests import JobObjects, configmap, job_manifest, owner_reference, runtime_files
+from .manifests import (
+    JobObjects,
+    configmap,
+    job_manifest,
+    owner_reference,
+    runtime_files,
+    secret,
+)
 from .pods import describe_failure, pod_view
 from .targets import Target, job_phase, target_for
 from .watch import JobWatch
@@ -123,7 +130,12 @@ class KubernetesBackend:
             )
 
     def objects(
-        self, spec: JobSpec, payload: Payload, job_id: str, notebook: str | None
+        self,
+        spec: JobSpec,
+        payload: Payload,
+        job_id: str,
+        notebook: str | None,
+        secrets: Mapping[str, str] | None = None,
     ) -> JobObjects:
         """Everything to create for a resolved ``spec``; the payload in a ConfigMap or volume."""
         data = payload.to_bytes()
@@ -147,6 +159,7 @@ class KubernetesBackend:
             ttl_seconds_after_finished=self.settings.ttl_seconds_after_finished,
             clean_pod_policy=self.settings.clean_pod_policy,
             result_limit=self.settings.max_result_bytes,
+            secrets=secrets,
             **extra,
         )
 
@@ -183,28 +196,37 @@ class KubernetesBackend:
         notebook: str | None = None,
         workdir: str | None = None,
         job_id: str | None = None,
+        secrets: Mapping[str, str] | None = None,
     ) -> JobRecord:
-        """Create the ConfigMap and the job; record it; roll back on failure."""
+        """Create the ConfigMap (and Secret) and the job; record it; roll back on failure."""
         self.check(spec)
         job_id = job_id or new_job_id()
         cluster = self.cluster(spec.context)
         spec = self.resolve(spec, cluster)
         if spec.api == "v2":
             cluster.check_runtime(spec.runtime or "")
-        job = self.objects(spec, payload, job_id, notebook)
+        job = self.objects(spec, payload, job_id, notebook, secrets or {})
         if cluster.get_job(job.target, job.namespace, job.name) is not None:
             raise ClusterError(
                 f"--name: a {job.target.kind} named {job.name!r} already exists in namespace "
                 f"{job.namespace}; choose another --name or delete the old job"
             )
+        secret_body = secret(job)
         cluster.create_configmap(configmap(job))
         try:
+            if secret_body is not None:
+                cluster.create_secret(secret_body)
             created = cluster.create_job(job.target, job_manifest(job))
         except ClusterError:
             cluster.delete_configmap(job.namespace, job.configmap_name)
+            if secret_body is not None:
+                cluster.delete_secret(job.namespace, job.secret_name)
             raise
         if created and (created.get("metadata") or {}).get("uid"):
-            cluster.set_configmap_owner(job.namespace, job.configmap_name, owner_reference(created))
+            owner = owner_reference(created)
+            cluster.set_configmap_owner(job.namespace, job.configmap_name, owner)
+            if secret_body is not None:
+                cluster.set_secret_owner(job.namespace, job.secret_name, owner)
         record = pending_record(job_id, spec.to_dict(), cell, notebook=notebook, workdir=workdir)
         record.name = job.name
         record.message = f"{job.target.kind} {job.namespace}/{job.name} created"
@@ -225,8 +247,9 @@ class KubernetesBackend:
             if spec.api == "auto":
                 note = f"# cluster not consulted ({err}); assuming --api v1\n"
             resolved = self.resolve(spec, None)
-        job = self.objects(resolved, payload, new_job_id(), notebook)
-        return note + yaml.safe_dump_all([configmap(job), job_manifest(job)], sort_keys=False)
+        job = self.objects(resolved, payload, new_job_id(), notebook)  # secrets: placeholders
+        objects = [configmap(job), secret(job), job_manifest(job)]
+        return note + yaml.safe_dump_all([o for o in objects if o], sort_keys=False)
 
     # -- status, events, logs, cancel ----------------------------------------------------------
 
@@ -362,6 +385,8 @@ class KubernetesBackend:
         cluster, target, namespace = self._where(record)
         cluster.delete_job(target, namespace, record.name)
         cluster.delete_configmap(namespace, f"{record.name}-payload")
+        if "" in (record.spec.get("secret_env") or {}).values():  # our Secret, not the user's
+            cluster.delete_secret(namespace, f"{record.name}-secret-env")
         self.store.set_phase(
             record.id, CANCELLED, message="cancelled by user", finished=time.time()
         )

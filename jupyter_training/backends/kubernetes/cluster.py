@@ -267,6 +267,30 @@ class Cluster:
         with contextlib.suppress(ApiException):  # already gone (owner GC) is fine
             self.core.delete_namespaced_config_map(name, ns, _request_timeout=self.timeout)
 
+    def create_secret(self, body: dict[str, Any]) -> None:
+        """Create the job's ``--secret-env`` Secret (its values are never logged or returned)."""
+        ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        try:
+            with self.errors(f"creating Secret {name} in namespace {ns}"):
+                self.core.create_namespaced_secret(ns, body, _request_timeout=self.timeout)
+        except ClusterError as err:
+            if err.status == 409:
+                raise ClusterError(
+                    f"--name: Secret {name} already exists in namespace {ns} (left by an "
+                    "earlier job of that name?); choose another --name or delete it",
+                    409,
+                ) from None
+            raise
+
+    def set_secret_owner(self, ns: str, name: str, owner: dict[str, Any]) -> None:
+        patch = {"metadata": {"ownerReferences": [owner]}}
+        with self.errors(f"setting the owner of Secret {name}"):
+            self.core.patch_namespaced_secret(name, ns, patch, _request_timeout=self.timeout)
+
+    def delete_secret(self, ns: str, name: str) -> None:
+        with contextlib.suppress(ApiException):  # already gone (owner GC) is fine
+            self.core.delete_namespaced_secret(name, ns, _request_timeout=self.timeout)
+
     def create_job(self, target: Target, body: dict[str, Any]) -> dict[str, Any]:
         ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
         try:

@@ -1,9 +1,11 @@
-"""Kubernetes objects for a job: the payload ConfigMap and the Kubeflow job.
+"""Kubernetes objects for a job: the payload ConfigMap, its Secret and the Kubeflow job.
 
 Pure rendering to plain dicts (no client import), following the CRD schemas
 of kubeflow/trainer: release-1.9 for PyTorchJob / XGBoostJob, master for
 TrainJob. The worker runtime (stdlib only) and the captured cell travel in a
 ConfigMap mounted read-only at ``/opt/jupyter-training``; the job owns it.
+``--secret-env`` values from the kernel's environment travel in an owned Secret
+and reach the pods through ``secretKeyRef``, never as plain values.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import dataclasses
 import json
 import math
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,10 +61,16 @@ class JobObjects:
     ttl_seconds_after_finished: int | None = 86400
     clean_pod_policy: str = "Running"
     result_limit: int | None = None
+    #: Values of ``spec.secrets_from_environment``; None renders placeholders (dry run).
+    secrets: Mapping[str, str] | None = None
 
     @property
     def configmap_name(self) -> str:
         return f"{self.name}-payload"
+
+    @property
+    def secret_name(self) -> str:
+        return f"{self.name}-secret-env"
 
 
 def runtime_files() -> dict[str, str]:
@@ -102,6 +111,26 @@ def configmap(job: JobObjects) -> dict[str, Any]:
     return body
 
 
+def secret(job: JobObjects) -> dict[str, Any] | None:
+    """The Secret holding the ``--secret-env`` values taken from the kernel (None if none)."""
+    names = job.spec.secrets_from_environment
+    if not names:
+        return None
+    body: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata(job, job.secret_name),
+        "type": "Opaque",
+    }
+    if job.secrets is None:
+        body["stringData"] = {name: f"<{name} from the kernel's environment>" for name in names}
+    else:
+        body["data"] = {
+            name: base64.b64encode(job.secrets[name].encode()).decode() for name in names
+        }
+    return body
+
+
 def owner_reference(job: dict[str, Any]) -> dict[str, Any]:
     """An ownerReference to the created job, so deleting it deletes the ConfigMap."""
     meta = job["metadata"]
@@ -123,10 +152,10 @@ def job_manifest(job: JobObjects) -> dict[str, Any]:
 
 def render(job: JobObjects) -> list[dict[str, Any]]:
     """All objects, in creation order."""
-    return [configmap(job), job_manifest(job)]
+    return [configmap(job), *filter(None, [secret(job)]), job_manifest(job)]
 
 
-def _env(job: JobObjects) -> list[dict[str, str]]:
+def _env(job: JobObjects) -> list[dict[str, Any]]:
     env = {
         "PYTHONPATH": MOUNT,
         "PYTHONUNBUFFERED": "1",
@@ -141,8 +170,18 @@ def _env(job: JobObjects) -> list[dict[str, str]]:
         env["JUPYTER_TRAINING_OUT"] = ",".join(job.spec.out)
     if job.result_limit is not None:
         env["JUPYTER_TRAINING_RESULT_LIMIT"] = str(job.result_limit)
+    if job.spec.secret_env:
+        env["JUPYTER_TRAINING_SECRET_ENV"] = ",".join(job.spec.secret_env)
     env.update(job.spec.env)
-    return [{"name": key, "value": value} for key, value in env.items()]
+    plain: list[dict[str, Any]] = [{"name": key, "value": value} for key, value in env.items()]
+    return plain + [_secret_env_var(job, name) for name in job.spec.secret_env]
+
+
+def _secret_env_var(job: JobObjects, name: str) -> dict[str, Any]:
+    """``name`` read from our Secret (kernel values) or from the Secret the user named."""
+    source = job.spec.secret_env[name]
+    secret_name, key = source.split("/", 1) if source else (job.secret_name, name)
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}}
 
 
 def _resources(job: JobObjects) -> dict[str, Any]:

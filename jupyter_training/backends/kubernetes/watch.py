@@ -42,8 +42,12 @@ from .targets import Target, job_phase
 #: Server-side watch length; a watch that ends is resumed (a real API server ends
 #: watches after at most this long, so a job's request count stays bounded).
 WATCH_SECONDS = 1800
-#: How long the end of a job waits for its log streams to drain.
+#: How long the end of a job waits for the logs of its ended containers to drain.
 DRAIN_SECONDS = 10.0
+#: ... and for the logs of containers still running then (a job deleted by someone
+#: else, a failed job whose other pods are still being stopped): their streams end only
+#: when those pods go, which need not happen soon.
+RUNNING_DRAIN_SECONDS = 0.5
 LOG_TAIL_LINES = 40
 #: A log stream may stay silent this long (a quiet training step) before it is dropped.
 LOG_READ_TIMEOUT = 24 * 3600
@@ -68,7 +72,7 @@ class JobWatch:
         self.final: Event | None = None
         self.pods: dict[str, PodView] = {}
         self.streamed: dict[tuple[str, int], str] = {}  # (pod, instance) -> open|done|failed
-        self.log_threads: list[threading.Thread] = []
+        self.log_threads: list[tuple[str, threading.Thread]] = []  # (pod name, stream)
         self.errors: dict[int, dict[str, Any]] = {}
         self.tails: dict[int, deque[str]] = {}
         self.seen_events: set[tuple[str, int]] = set()
@@ -263,8 +267,11 @@ class JobWatch:
             final_pods = []
         for pod in final_pods:
             self._on_pod("MODIFIED", pod)
-        for thread in list(self.log_threads):
-            thread.join(max(0.0, deadline - time.monotonic()))
+        with self.lock:
+            running = {name for name, view in self.pods.items() if view.state != "terminated"}
+        short = time.monotonic() + RUNNING_DRAIN_SECONDS
+        for pod_name, thread in list(self.log_threads):
+            thread.join(max(0.0, (short if pod_name in running else deadline) - time.monotonic()))
         extra: dict[str, Any] = {}
         if phase == FAILED:
             failure = self.failure(message)
@@ -312,7 +319,7 @@ class JobWatch:
             daemon=True,
             name=f"jt-log-{view.name}-{instance}",
         )
-        self.log_threads.append(thread)
+        self.log_threads.append((view.name, thread))
         thread.start()
 
     def _stream_log(self, view: PodView, instance: int, follow: bool, previous: bool) -> None:
