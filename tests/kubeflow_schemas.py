@@ -310,6 +310,7 @@ TEMPLATE_METADATA = obj(
     }
 )
 
+
 def _value_or_value_from(var: Any) -> list[tuple[str, str]]:
     """core/v1 EnvVar validation: ``value`` and ``valueFrom`` exclude each other."""
     if isinstance(var, dict) and var.get("value") and "valueFrom" in var:
