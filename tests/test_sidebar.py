@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import nbformat
@@ -60,74 +62,101 @@ def _notebook(path: Path) -> None:
     nbformat.write(notebook, path)
 
 
-def _serve(tmp_path_factory, app: str, base_url: str, *extra: str):
-    if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is not installed: apt-get install -y chromium (see README)")
-    if not (LABEXTENSION / "package.json").exists():
-        pytest.fail("the labextension is not built: pip install -e . builds it")
-    base = tmp_path_factory.mktemp("lab")
-    env = dict(os.environ)
-    env.pop("JUPYTER_PLATFORM_DIRS", None)
-    for name in (
-        "JUPYTER_CONFIG_DIR",
-        "JUPYTER_DATA_DIR",
-        "JUPYTER_RUNTIME_DIR",
-        "IPYTHONDIR",
-        "XDG_CONFIG_HOME",
-        "XDG_CACHE_HOME",
-    ):
-        (base / name.lower()).mkdir()
-        env[name] = str(base / name.lower())
-    settings = base / "lab-settings" / "@jupyterlab" / "apputils-extension"
-    settings.mkdir(parents=True)
-    (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
-    env["JUPYTERLAB_SETTINGS_DIR"] = str(base / "lab-settings")
-    extensions = base / "jupyter_data_dir" / "labextensions"
-    extensions.mkdir()
-    (extensions / "jupyter-training").symlink_to(LABEXTENSION)
-    (base / "jupyter_config_dir" / "jupyter_server_config.json").write_text(
-        json.dumps(
-            {
-                "FileContentsManager": {"delete_to_trash": False},
-            }
+class LabServer:
+    """A real Jupyter server (``app``: jupyterlab or notebook) in its own directories."""
+
+    def __init__(self, tmp_path_factory, app: str, base_url: str, *extra: str) -> None:
+        if not Path(CHROMIUM).exists():
+            pytest.fail("chromium is not installed: apt-get install -y chromium (see README)")
+        if not (LABEXTENSION / "package.json").exists():
+            pytest.fail("the labextension is not built: pip install -e . builds it")
+        self.app, self.base_url, self.extra = app, base_url, extra
+        self.base = base = tmp_path_factory.mktemp("lab")
+        self.env = env = dict(os.environ)
+        env.pop("JUPYTER_PLATFORM_DIRS", None)
+        for name in (
+            "JUPYTER_CONFIG_DIR",
+            "JUPYTER_DATA_DIR",
+            "JUPYTER_RUNTIME_DIR",
+            "IPYTHONDIR",
+            "XDG_CONFIG_HOME",
+            "XDG_CACHE_HOME",
+        ):
+            (base / name.lower()).mkdir()
+            env[name] = str(base / name.lower())
+        settings = base / "lab-settings" / "@jupyterlab" / "apputils-extension"
+        settings.mkdir(parents=True)
+        (settings / "notification.jupyterlab-settings").write_text(
+            json.dumps({"fetchNews": "false"})
         )
-    )
-    root = base / "work"
-    root.mkdir()
-    _notebook(root / "train.ipynb")
-    port = _free_port()
-    log = (base / "lab.log").open("wb")  # the server writes to it until the end
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            app,
-            "--no-browser",
-            "--allow-root",
-            f"--port={port}",
-            f"--IdentityProvider.token={TOKEN}",
-            f"--ServerApp.root_dir={root}",
-            f"--ServerApp.base_url={base_url}",
-            *extra,
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-    )
-    url = f"http://127.0.0.1:{port}{base_url}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            time.sleep(0.2)
+        env["JUPYTERLAB_SETTINGS_DIR"] = str(base / "lab-settings")
+        extensions = base / "jupyter_data_dir" / "labextensions"
+        extensions.mkdir()
+        (extensions / "jupyter-training").symlink_to(LABEXTENSION)
+        (base / "jupyter_config_dir" / "jupyter_server_config.json").write_text(
+            json.dumps({"FileContentsManager": {"delete_to_trash": False}})
+        )
+        self.root = base / "work"
+        self.root.mkdir()
+        _notebook(self.root / "train.ipynb")
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}{base_url}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> LabServer:
+        """Start the server (again, on the same port and directories) and wait for it."""
+        with (self.base / "lab.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    self.app,
+                    "--no-browser",
+                    "--allow-root",
+                    f"--port={self.port}",
+                    "--port-retries=0",
+                    f"--IdentityProvider.token={TOKEN}",
+                    f"--ServerApp.root_dir={self.root}",
+                    f"--ServerApp.base_url={self.base_url}",
+                    *self.extra,
+                ],
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.2)
+        return self
+
+    def stop(self, signum: int = signal.SIGTERM) -> None:
+        if self.process is not None:
+            self.process.send_signal(signum)
+            self.process.wait(30)
+            self.process = None
+
+    def request(self, method: str, path: str, body: dict | None = None) -> dict:
+        """Call the training REST API with the token."""
+        request = urllib.request.Request(
+            f"{self.url}jupyter-training/api/{path}",
+            method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Authorization": f"token {TOKEN}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+
+def _serve(tmp_path_factory, app: str, base_url: str, *extra: str):
+    server = LabServer(tmp_path_factory, app, base_url, *extra).start()
     try:
-        yield url, base
+        yield server.url, server.base
     finally:
-        server.terminate()
-        server.wait(30)
-        log.close()
+        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -256,3 +285,46 @@ def test_missing_server_extension_is_said_plainly(lab_without_server_extension):
         banner.wait_for(timeout=30_000)
         assert "server extension is not installed or not enabled" in banner.inner_text()
         browser.close()
+
+
+def test_a_job_survives_a_server_restart_and_the_sidebar_shows_it_again(tmp_path_factory):
+    """The server dies (SIGKILL) mid-job; a new one on the same store and port serves the
+    job again, and the open sidebar reconnects by itself and follows it to the end."""
+    server = LabServer(tmp_path_factory, "jupyterlab", "/").start()
+    go = server.base / "go"
+    cell = (
+        "import os, time\n"
+        f"while not os.path.exists({str(go)!r}):\n"
+        "    time.sleep(0.05)\n"
+        "print('after the restart')\n"
+    )
+    try:
+        job = server.request(
+            "POST", "jobs", {"spec": {"workers": 2, "name": "survivor"}, "cell": cell}
+        )
+        with playwright.sync_playwright() as driver:
+            browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"{server.url}lab?token={TOKEN}")
+            open_sidebar(page)
+            row = page.locator(f"[data-testid='jt-job-row'][data-job-id='{job['id']}']")
+            page.locator(
+                f"[data-testid='jt-job-row'][data-job-id='{job['id']}'][data-phase='Running']"
+            ).wait_for(timeout=60_000)
+            server.stop(signal.SIGKILL)
+            page.locator(".jp-TrainingStream-closed").wait_for(timeout=30_000)
+            server.start()
+            assert server.request("GET", f"jobs/{job['id']}")["phase"] == "Running"
+            page.locator(".jp-TrainingStream-open").wait_for(timeout=60_000)
+            go.touch()
+            page.locator(
+                f"[data-testid='jt-job-row'][data-job-id='{job['id']}'][data-phase='Succeeded']"
+            ).wait_for(timeout=60_000)
+            row.click()
+            page.get_by_test_id("jt-log").get_by_text("after the restart").first.wait_for(
+                timeout=30_000
+            )
+            browser.close()
+    finally:
+        go.touch()
+        server.stop()
