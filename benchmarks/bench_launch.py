@@ -35,7 +35,7 @@ import torch.distributed as dist
 dist.init_process_group("gloo")
 dist.destroy_process_group()
 """
-REPS, QUICK_REPS = 7, 1
+REPS, QUICK_REPS = 9, 1
 #: The floor's script: the cell, then the exit our runtime performs after a cell that
 #: imported torch (flush, os._exit), skipping torch's slow and abort-prone teardown.
 SCRIPT = CELL + "import os, sys\nsys.stdout.flush()\nsys.stderr.flush()\nos._exit(0)\n"

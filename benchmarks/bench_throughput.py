@@ -100,7 +100,7 @@ def _job_output(client, cell: str, workers: int) -> str:
 def run(quick: bool) -> list[dict]:
     work = scratch("throughput")
     client = training_client()
-    reps = 1 if quick else 5
+    reps = 1 if quick else 9  # the DDP loop's speed swings +-20% between runs on this machine
     seconds = 0.5 if quick else 3.0
     cell = ddp_cell(seconds)
     script = work / "ddp.py"

@@ -142,6 +142,7 @@ def table(path: Path = RESULTS) -> str:
         f"commit {info.get('commit') or '?'}"
         + (f" plus changes to {', '.join(info['changed'])}" if info.get("changed") else "")
         + ".",
+        *_runs_line(info.get("runs") or {}),
         "",
         "| benchmark | ours | baseline | ratio | target | ok |",
         "|---|---:|---:|---:|---|:-:|",
@@ -156,6 +157,18 @@ def table(path: Path = RESULTS) -> str:
             f"{'yes' if figure['ok'] else '**no**'} |"
         )
     return "\n".join(lines)
+
+
+def _runs_line(runs: dict[str, dict]) -> list[str]:
+    """When the figures come from several runs, which benchmarks ran when."""
+    by_date: dict[str, list[str]] = {}
+    for name, run in runs.items():
+        when = run["date"] + (" (--quick)" if run.get("quick") else "")
+        by_date.setdefault(when, []).append(name)
+    if len(by_date) < 2:
+        return []
+    parts = [f"{', '.join(names)} at {date}" for date, names in sorted(by_date.items())]
+    return ["", "Figures from separate runs: " + "; ".join(parts) + "."]
 
 
 def main(argv: list[str] | None = None) -> int:

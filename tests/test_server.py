@@ -171,6 +171,16 @@ async def test_logs_follow_streams_until_the_job_ends(jp_fetch):
         ({"spec": {"workers": 1000}, "cell": "pass"}, "--workers", "limit of 64"),
         ({"spec": {}}, "cell", "send"),
         ({"spec": {}, "cell": "x = ("}, None, "syntax error on line 1"),
+        (
+            {"spec": {"secret_env": {"JT_NOT_IN_THE_SERVER_ENV": ""}}, "cell": "pass"},
+            "--secret-env",
+            "JT_NOT_IN_THE_SERVER_ENV is not set",
+        ),
+        (
+            {"spec": {"secret_env": {"TOKEN": "creds/token"}}, "cell": "pass"},
+            "--secret-env",
+            "needs --backend kubernetes",
+        ),
     ],
 )
 async def test_bad_payloads_are_400_naming_the_field(jp_fetch, body, field, text):
