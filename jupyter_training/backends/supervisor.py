@@ -213,8 +213,8 @@ class Supervisor:
         self.workers: dict[int, subprocess.Popen[bytes]] = {}
         self.exited: dict[int, int] = {}
         self.deadline: float | None = None
-        #: The OOM-kill count before the last sleep: a SIGKILL with the count risen since
-        #: was most likely the OOM killer's.
+        #: The OOM-kill count read before the previous look at the workers: a SIGKILL with
+        #: the count risen since was most likely the OOM killer's.
         self.oom_kills_before: int | None = None
         self.exit_fds: dict[int, int] = {}
         #: Readable when a signal arrived (``signal.set_wakeup_fd``), so a cancel wakes ``watch``.
@@ -318,6 +318,9 @@ class Supervisor:
         exited = self.exited = {}
         self.oom_kills_before = oom_kills()
         while True:
+            # An OOM kill counts before its process has exited: a rank found dead now was
+            # killed after the previous look's count was read, never before it.
+            oom_count = oom_kills()
             if self.stop_reason == "cancel":
                 self.stop_workers()
                 return "cancelled", {}
@@ -344,7 +347,7 @@ class Supervisor:
             if len(exited) == len(self.workers):
                 self.stop_workers()  # reaps leftovers such as data-loader children
                 return "succeeded", {}
-            self.oom_kills_before = oom_kills()
+            self.oom_kills_before = oom_count
             self.sleep_until_change(exited)
 
     def describe_failure(self, rank: int, code: int) -> dict[str, Any]:
