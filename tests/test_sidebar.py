@@ -35,6 +35,8 @@ CHROMIUM_ARGS = [
 ]
 LABEXTENSION = Path(__file__).resolve().parents[1] / "jupyter_training" / "labextension"
 TOKEN = "sidebar-test"
+#: In the kernels' environment of the ``lab`` server; launched with "Secret env".
+SECRET = "sidebar-secret-4f9c1e"
 
 
 def _free_port() -> int:
@@ -48,8 +50,9 @@ def _notebook(path: Path) -> None:
     notebook.cells = [
         nbformat.v4.new_code_cell("%load_ext jupyter_training\nfactor = 3"),
         nbformat.v4.new_code_cell(
-            "import jupyter_training as jt\n"
+            "import os, jupyter_training as jt\n"
             "print('sidebar launch', jt.rank() * factor)\n"
+            "print('token', os.environ.get('JT_SIDEBAR_TOKEN'))\n"
             "jt.report(step=1, total=1, loss=0.25)"
         ),
         nbformat.v4.new_code_cell("import time\ntime.sleep(600)"),
@@ -65,14 +68,16 @@ def _notebook(path: Path) -> None:
 class LabServer:
     """A real Jupyter server (``app``: jupyterlab or notebook) in its own directories."""
 
-    def __init__(self, tmp_path_factory, app: str, base_url: str, *extra: str) -> None:
+    def __init__(
+        self, tmp_path_factory, app: str, base_url: str, *extra: str, **environ: str
+    ) -> None:
         if not Path(CHROMIUM).exists():
             pytest.fail("chromium is not installed: apt-get install -y chromium (see README)")
         if not (LABEXTENSION / "package.json").exists():
             pytest.fail("the labextension is not built: pip install -e . builds it")
         self.app, self.base_url, self.extra = app, base_url, extra
         self.base = base = tmp_path_factory.mktemp("lab")
-        self.env = env = dict(os.environ)
+        self.env = env = dict(os.environ, **environ)
         env.pop("JUPYTER_PLATFORM_DIRS", None)
         for name in (
             "JUPYTER_CONFIG_DIR",
@@ -151,8 +156,8 @@ class LabServer:
             return json.loads(response.read())
 
 
-def _serve(tmp_path_factory, app: str, base_url: str, *extra: str):
-    server = LabServer(tmp_path_factory, app, base_url, *extra).start()
+def _serve(tmp_path_factory, app: str, base_url: str, *extra: str, **environ: str):
+    server = LabServer(tmp_path_factory, app, base_url, *extra, **environ).start()
     try:
         yield server.url, server.base
     finally:
@@ -161,8 +166,8 @@ def _serve(tmp_path_factory, app: str, base_url: str, *extra: str):
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    """JupyterLab under a base_url prefix, as behind JupyterHub."""
-    yield from _serve(tmp_path_factory, "jupyterlab", "/prefix/")
+    """JupyterLab under a base_url prefix, as behind JupyterHub (its kernels have a token)."""
+    yield from _serve(tmp_path_factory, "jupyterlab", "/prefix/", JT_SIDEBAR_TOKEN=SECRET)
 
 
 @pytest.fixture(scope="module")
@@ -223,6 +228,7 @@ def test_launch_watch_logs_and_cancel(page):
     )
     open_sidebar(page)
     select_cell(page, 1)
+    page.get_by_test_id("jt-launch-secret-env").fill("JT_SIDEBAR_TOKEN")
     launch(page, workers=2)
     done = page.locator("[data-testid='jt-job-row'][data-phase='Succeeded']")
     done.first.wait_for(timeout=90_000)
@@ -233,9 +239,12 @@ def test_launch_watch_logs_and_cancel(page):
     log = page.get_by_test_id("jt-log")
     log.get_by_text("sidebar launch 3").wait_for(timeout=30_000)
     assert "sidebar launch 0" not in log.inner_text()
+    assert "token ***" in log.inner_text()  # the kernel's secret reached the job, masked
+    assert SECRET not in page.content()
     assert page.locator("[data-testid='jt-rank-row']").count() == 2
     screenshot(page, "sidebar-details.png")
     page.get_by_test_id("jt-back").click()
+    page.get_by_test_id("jt-launch-secret-env").fill("")
 
     select_cell(page, 2)
     launch(page, workers=2)

@@ -13,6 +13,8 @@ export interface LaunchOptions {
   backend: string;
   image?: string;
   namespace?: string;
+  /** `--secret-env` entries: NAME (the kernel's value) or, on Kubernetes, NAME=SECRET/KEY. */
+  secretEnv?: string[];
 }
 
 /** A user-facing failure: the message says what to do. */
@@ -38,6 +40,9 @@ export function magicLine(options: LaunchOptions): string {
   }
   if (options.namespace) {
     args.push(`--namespace ${shellQuote(options.namespace)}`);
+  }
+  for (const entry of options.secretEnv ?? []) {
+    args.push(`--secret-env ${shellQuote(entry)}`);
   }
   args.push('--detach');
   return args.join(' ');

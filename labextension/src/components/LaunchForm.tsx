@@ -14,6 +14,22 @@ function parseCount(text: string, label: string, min: number, max = Infinity): n
   return value;
 }
 
+const SECRET_ENV = /^[A-Za-z_][A-Za-z0-9_]*(=[a-z0-9][-a-z0-9.]*(\/[-._a-zA-Z0-9]+)?)?$/;
+
+/** `--secret-env` entries from a comma- or space-separated list; refuses bad names. */
+function parseSecretEnv(text: string, onKubernetes: boolean): string[] {
+  const entries = text.split(/[\s,]+/).filter(Boolean);
+  for (const entry of entries) {
+    if (!SECRET_ENV.test(entry) || (entry.includes('=') && !onKubernetes)) {
+      throw new Error(
+        `Secret env: ${entry} is not a variable name` +
+          (onKubernetes ? ' or NAME=SECRET/KEY.' : ' (NAME=SECRET/KEY needs the kubernetes backend).')
+      );
+    }
+  }
+  return entries;
+}
+
 /** Runs the active notebook cell as a detached job with the chosen flags. */
 export function LaunchForm({
   api,
@@ -29,6 +45,7 @@ export function LaunchForm({
   const [backend, setBackend] = useState('local');
   const [image, setImage] = useState('');
   const [namespace, setNamespace] = useState('');
+  const [secretEnv, setSecretEnv] = useState('');
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
 
@@ -58,7 +75,8 @@ export function LaunchForm({
         gpus: parseCount(gpus, 'GPUs per worker', 0, limits?.max_gpus_per_worker),
         backend,
         image: onKubernetes ? image.trim() : undefined,
-        namespace: onKubernetes ? namespace.trim() : undefined
+        namespace: onKubernetes ? namespace.trim() : undefined,
+        secretEnv: parseSecretEnv(secretEnv, onKubernetes)
       });
     } catch (reason) {
       setError((reason as Error).message);
@@ -121,6 +139,15 @@ export function LaunchForm({
           {backend} is not available{backendInfo.error ? `: ${backendInfo.error}` : ''}
         </div>
       )}
+      <label title="Variables passed from the kernel's environment (or, on Kubernetes, NAME=SECRET/KEY from a Secret); never stored or logged, printed as ***">
+        Secret env
+        <input
+          data-testid="jt-launch-secret-env"
+          value={secretEnv}
+          placeholder="HF_TOKEN, WANDB_API_KEY"
+          onChange={event => setSecretEnv(event.target.value)}
+        />
+      </label>
       {onKubernetes && (
         <>
           <label>
