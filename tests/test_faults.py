@@ -153,6 +153,10 @@ def memory_cgroup(limit_bytes: int) -> Iterator[Path]:
         try:
             group.mkdir()
             (group / limit_file).write_text(str(limit_bytes))
+            # no swapping out of the limit: the allocation must meet the OOM killer
+            for swap_file, value in (("memory.swap.max", "0"), ("memory.memsw.limit_in_bytes", "")):
+                if (group / swap_file).exists():
+                    (group / swap_file).write_text(value or str(limit_bytes))
         except OSError:
             with contextlib.suppress(OSError):
                 group.rmdir()
