@@ -21,21 +21,28 @@ def kernel(jupyter_dirs):
         manager.shutdown_kernel(now=True)
 
 
+def reply_to(client, msg_id, timeout=60):
+    """The shell reply to ``msg_id`` (a slow start can leave extra kernel_info replies first)."""
+    while True:
+        reply = client.get_shell_msg(timeout=timeout)
+        if reply["parent_header"].get("msg_id") == msg_id:
+            return reply
+
+
 def execute(client, code, timeout=60):
-    msg_id = client.execute(code)
-    return client.get_shell_msg(timeout=timeout) if msg_id else None
+    return reply_to(client, client.execute(code), timeout)
 
 
 def test_interrupt_cancels_the_job_and_leaves_no_process(kernel, settings):
     manager, client = kernel
     assert execute(client, "%load_ext jupyter_training")["content"]["status"] == "ok"
-    client.execute("%%train_distributed -w 2 --name sleepy\nimport time\ntime.sleep(600)")
+    msg_id = client.execute("%%train_distributed -w 2 --name sleepy\nimport time\ntime.sleep(600)")
     store = TrainingClient(settings)
     record = wait_until(lambda: (store.list() or [None])[0])
     wait_until(lambda: store.get(record.id).phase == RUNNING)
     wait_until(lambda: len(processes_of(record.id)) >= 3)
     manager.interrupt_kernel()
-    reply = client.get_shell_msg(timeout=60)
+    reply = reply_to(client, msg_id)
     assert reply["content"]["status"] == "error"
     assert reply["content"]["ename"] == "KeyboardInterrupt"
     # The reply may come a moment before the cancel completes (the widget view lets the
