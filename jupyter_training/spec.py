@@ -13,6 +13,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from .runtime.masking import ENV_NAMES as SECRET_ENV_NAMES
+from .runtime.masking import MIN_LENGTH as MASKED_MIN_LENGTH
+
 FRAMEWORKS = ("pytorch", "xgboost")
 BACKENDS = ("local", "kubernetes")
 
@@ -44,7 +47,7 @@ RESERVED_ENV = frozenset(
         "JUPYTER_TRAINING_OUT",
         "JUPYTER_TRAINING_WORKDIR",
         "JUPYTER_TRAINING_RESULT_LIMIT",
-        "JUPYTER_TRAINING_SECRET_ENV",
+        SECRET_ENV_NAMES,
     }
 )
 
@@ -80,7 +83,7 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _QUANTITY = re.compile(r"^(\d+(\.\d+)?|\.\d+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|e\d+)?$")
 MAX_NAME_LENGTH = 63
 #: Shortest ``--secret-env`` value (the worker runtime masks values this long or longer).
-MIN_SECRET_LENGTH = 4
+MIN_SECRET_LENGTH = MASKED_MIN_LENGTH
 MAX_TIMEOUT_SECONDS = 2**31  # activeDeadlineSeconds must fit the API's integers
 
 
@@ -380,18 +383,20 @@ def _check_timeout(value: object) -> None:
         raise SpecError("--timeout", f"{value:g} s is too long; at most {MAX_TIMEOUT_SECONDS} s")
 
 
+def _check_env_name(flag: str, name: object) -> None:
+    if not isinstance(name, str) or not _ENV_NAME.match(name):
+        raise SpecError(
+            flag,
+            f"{name!r} is not a valid variable name: use letters, digits and '_', "
+            "not starting with a digit",
+        )
+    if name in RESERVED_ENV:
+        raise SpecError(flag, f"{name} is set by the training runtime for every worker; remove it")
+
+
 def _check_env(env: Mapping[str, str]) -> None:
     for key, value in env.items():
-        if not isinstance(key, str) or not _ENV_NAME.match(key):
-            raise SpecError(
-                "--env",
-                f"{key!r} is not a valid variable name: use letters, digits and '_', "
-                "not starting with a digit",
-            )
-        if key in RESERVED_ENV:
-            raise SpecError(
-                "--env", f"{key} is set by the training runtime for every worker; remove it"
-            )
+        _check_env_name("--env", key)
         if not isinstance(value, str):
             raise SpecError("--env", f"value of {key} must be a string, got {value!r}")
         if "\x00" in value:
@@ -400,16 +405,7 @@ def _check_env(env: Mapping[str, str]) -> None:
 
 def _check_secret_env(secret_env: Mapping[str, str], env: Mapping[str, str]) -> None:
     for name, source in secret_env.items():
-        if not isinstance(name, str) or not _ENV_NAME.match(name):
-            raise SpecError(
-                "--secret-env",
-                f"{name!r} is not a valid variable name: use letters, digits and '_', "
-                "not starting with a digit",
-            )
-        if name in RESERVED_ENV:
-            raise SpecError(
-                "--secret-env", f"{name} is set by the training runtime for every worker"
-            )
+        _check_env_name("--secret-env", name)
         if name in env:
             raise SpecError(
                 "--secret-env", f"{name} is also set with --env; keep only --secret-env {name}"

@@ -34,6 +34,7 @@ from ..events import (
     phase_event,
 )
 from ..runtime import records
+from ..runtime.masking import ENV_NAMES as SECRET_ENV_NAMES
 from ..store import JobStore
 from .local_files import JobFiles
 
@@ -93,7 +94,7 @@ def worker_env(
     if result_limit is not None:
         env["JUPYTER_TRAINING_RESULT_LIMIT"] = str(result_limit)
     if spec.get("secret_env"):  # names only: the values come from ``base``
-        env["JUPYTER_TRAINING_SECRET_ENV"] = ",".join(spec["secret_env"])
+        env[SECRET_ENV_NAMES] = ",".join(spec["secret_env"])
     if "OMP_NUM_THREADS" not in env:
         # Like torchrun: N workers on one machine share its cores; without this each
         # worker's intra-op pool takes every core and they slow each other down.

@@ -35,11 +35,11 @@ from ...store import JobRecord, JobStore, new_job_id, pending_record
 from .cluster import Cluster, ClusterError, load_api_client
 from .manifests import (
     JobObjects,
-    configmap,
-    job_manifest,
+    configmap_name,
     owner_reference,
+    render,
     runtime_files,
-    secret,
+    secret_name,
 )
 from .pods import describe_failure, pod_view
 from .targets import Target, job_phase, target_for
@@ -211,22 +211,21 @@ class KubernetesBackend:
                 f"--name: a {job.target.kind} named {job.name!r} already exists in namespace "
                 f"{job.namespace}; choose another --name or delete the old job"
             )
-        secret_body = secret(job)
-        cluster.create_configmap(configmap(job))
+        *owned, job_body = render(job)  # the ConfigMap (and Secret), then the job
+        made: list[dict[str, Any]] = []
         try:
-            if secret_body is not None:
-                cluster.create_secret(secret_body)
-            created = cluster.create_job(job.target, job_manifest(job))
+            for body in owned:
+                cluster.create_object(body)
+                made.append(body)
+            created = cluster.create_job(job.target, job_body)
         except ClusterError:
-            cluster.delete_configmap(job.namespace, job.configmap_name)
-            if secret_body is not None:
-                cluster.delete_secret(job.namespace, job.secret_name)
+            for body in made:
+                cluster.delete_object(body["kind"], job.namespace, body["metadata"]["name"])
             raise
         if created and (created.get("metadata") or {}).get("uid"):
             owner = owner_reference(created)
-            cluster.set_configmap_owner(job.namespace, job.configmap_name, owner)
-            if secret_body is not None:
-                cluster.set_secret_owner(job.namespace, job.secret_name, owner)
+            for body in owned:
+                cluster.set_owner(body["kind"], job.namespace, body["metadata"]["name"], owner)
         record = pending_record(job_id, spec.to_dict(), cell, notebook=notebook, workdir=workdir)
         record.name = job.name
         record.message = f"{job.target.kind} {job.namespace}/{job.name} created"
@@ -248,8 +247,7 @@ class KubernetesBackend:
                 note = f"# cluster not consulted ({err}); assuming --api v1\n"
             resolved = self.resolve(spec, None)
         job = self.objects(resolved, payload, new_job_id(), notebook)  # secrets: placeholders
-        objects = [configmap(job), secret(job), job_manifest(job)]
-        return note + yaml.safe_dump_all([o for o in objects if o], sort_keys=False)
+        return note + yaml.safe_dump_all(render(job), sort_keys=False)
 
     # -- status, events, logs, cancel ----------------------------------------------------------
 
@@ -384,9 +382,9 @@ class KubernetesBackend:
             return record
         cluster, target, namespace = self._where(record)
         cluster.delete_job(target, namespace, record.name)
-        cluster.delete_configmap(namespace, f"{record.name}-payload")
+        cluster.delete_object("ConfigMap", namespace, configmap_name(record.name))
         if "" in (record.spec.get("secret_env") or {}).values():  # our Secret, not the user's
-            cluster.delete_secret(namespace, f"{record.name}-secret-env")
+            cluster.delete_object("Secret", namespace, secret_name(record.name))
         self.store.set_phase(
             record.id, CANCELLED, message="cancelled by user", finished=time.time()
         )

@@ -24,6 +24,8 @@ from .targets import V1_GROUP, V1_VERSION, V2_GROUP, V2_VERSION, Target
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 DOCS = "docs/kubernetes.md"
+#: The objects a job owns besides itself, and their CoreV1Api method suffixes.
+_CORE_KINDS = {"ConfigMap": "config_map", "Secret": "secret"}
 INSTALL_V1 = (
     "install the Kubeflow Training Operator v1: kubectl apply --server-side -k "
     '"github.com/kubeflow/trainer.git/manifests/overlays/standalone?ref=v1.9.2"'
@@ -241,55 +243,34 @@ class Cluster:
             total += int(value) if str(value).isdigit() else 0
         return total
 
-    def create_configmap(self, body: dict[str, Any]) -> dict[str, Any]:
-        ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    def create_object(self, body: dict[str, Any]) -> None:
+        """Create a job's ConfigMap or Secret (a Secret's values are never logged or returned)."""
+        kind, ns, name = body["kind"], body["metadata"]["namespace"], body["metadata"]["name"]
         try:
-            with self.errors(f"creating ConfigMap {name} in namespace {ns}"):
-                created = self.core.create_namespaced_config_map(
-                    ns, body, _request_timeout=self.timeout
-                )
+            with self.errors(f"creating {kind} {name} in namespace {ns}"):
+                self._core_call("create", kind)(ns, body, _request_timeout=self.timeout)
         except ClusterError as err:
             if err.status == 409:
                 raise ClusterError(
-                    f"--name: ConfigMap {name} already exists in namespace {ns} (left by an "
-                    "earlier job of that name?); choose another --name or delete it",
-                    409,
-                ) from None
-            raise
-        return self.api_client.sanitize_for_serialization(created)
-
-    def set_configmap_owner(self, ns: str, name: str, owner: dict[str, Any]) -> None:
-        patch = {"metadata": {"ownerReferences": [owner]}}
-        with self.errors(f"setting the owner of ConfigMap {name}"):
-            self.core.patch_namespaced_config_map(name, ns, patch, _request_timeout=self.timeout)
-
-    def delete_configmap(self, ns: str, name: str) -> None:
-        with contextlib.suppress(ApiException):  # already gone (owner GC) is fine
-            self.core.delete_namespaced_config_map(name, ns, _request_timeout=self.timeout)
-
-    def create_secret(self, body: dict[str, Any]) -> None:
-        """Create the job's ``--secret-env`` Secret (its values are never logged or returned)."""
-        ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
-        try:
-            with self.errors(f"creating Secret {name} in namespace {ns}"):
-                self.core.create_namespaced_secret(ns, body, _request_timeout=self.timeout)
-        except ClusterError as err:
-            if err.status == 409:
-                raise ClusterError(
-                    f"--name: Secret {name} already exists in namespace {ns} (left by an "
+                    f"--name: {kind} {name} already exists in namespace {ns} (left by an "
                     "earlier job of that name?); choose another --name or delete it",
                     409,
                 ) from None
             raise
 
-    def set_secret_owner(self, ns: str, name: str, owner: dict[str, Any]) -> None:
+    def set_owner(self, kind: str, ns: str, name: str, owner: dict[str, Any]) -> None:
+        """Make ``owner`` (the created job) the owner of a ConfigMap or Secret."""
         patch = {"metadata": {"ownerReferences": [owner]}}
-        with self.errors(f"setting the owner of Secret {name}"):
-            self.core.patch_namespaced_secret(name, ns, patch, _request_timeout=self.timeout)
+        with self.errors(f"setting the owner of {kind} {name}"):
+            self._core_call("patch", kind)(name, ns, patch, _request_timeout=self.timeout)
 
-    def delete_secret(self, ns: str, name: str) -> None:
-        with contextlib.suppress(ApiException):  # already gone (owner GC) is fine
-            self.core.delete_namespaced_secret(name, ns, _request_timeout=self.timeout)
+    def delete_object(self, kind: str, ns: str, name: str) -> None:
+        """Delete a ConfigMap or Secret; one already gone (owner GC) is fine."""
+        with contextlib.suppress(ApiException):
+            self._core_call("delete", kind)(name, ns, _request_timeout=self.timeout)
+
+    def _core_call(self, verb: str, kind: str) -> Any:
+        return getattr(self.core, f"{verb}_namespaced_{_CORE_KINDS[kind]}")
 
     def create_job(self, target: Target, body: dict[str, Any]) -> dict[str, Any]:
         ns, name = body["metadata"]["namespace"], body["metadata"]["name"]

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ...runtime.masking import ENV_NAMES as SECRET_ENV_NAMES
 from ...spec import JobSpec, parse_volume
 from .targets import (
     ANNOTATION_NOTEBOOK,
@@ -66,11 +67,21 @@ class JobObjects:
 
     @property
     def configmap_name(self) -> str:
-        return f"{self.name}-payload"
+        return configmap_name(self.name)
 
     @property
     def secret_name(self) -> str:
-        return f"{self.name}-secret-env"
+        return secret_name(self.name)
+
+
+def configmap_name(job_name: str) -> str:
+    """The payload ConfigMap of the job called ``job_name``."""
+    return f"{job_name}-payload"
+
+
+def secret_name(job_name: str) -> str:
+    """The ``--secret-env`` Secret of the job called ``job_name``."""
+    return f"{job_name}-secret-env"
 
 
 def runtime_files() -> dict[str, str]:
@@ -171,7 +182,7 @@ def _env(job: JobObjects) -> list[dict[str, Any]]:
     if job.result_limit is not None:
         env["JUPYTER_TRAINING_RESULT_LIMIT"] = str(job.result_limit)
     if job.spec.secret_env:
-        env["JUPYTER_TRAINING_SECRET_ENV"] = ",".join(job.spec.secret_env)
+        env[SECRET_ENV_NAMES] = ",".join(job.spec.secret_env)
     env.update(job.spec.env)
     plain: list[dict[str, Any]] = [{"name": key, "value": value} for key, value in env.items()]
     return plain + [_secret_env_var(job, name) for name in job.spec.secret_env]
@@ -180,8 +191,8 @@ def _env(job: JobObjects) -> list[dict[str, Any]]:
 def _secret_env_var(job: JobObjects, name: str) -> dict[str, Any]:
     """``name`` read from our Secret (kernel values) or from the Secret the user named."""
     source = job.spec.secret_env[name]
-    secret_name, key = source.split("/", 1) if source else (job.secret_name, name)
-    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}}
+    secret, key = source.split("/", 1) if source else (job.secret_name, name)
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
 
 def _resources(job: JobObjects) -> dict[str, Any]:
