@@ -90,28 +90,24 @@ class Follower:
         events = self.client.events(self.job_id)
         try:
             for event in events:
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put(event, timeout=TICK_SECONDS)
-                        break
-                    except queue.Full:
-                        continue
-                if self._stop.is_set():
+                if not self._put(event):
                     return
         except BaseException as err:  # handed to the kernel's thread to raise
-            self._put_final(err)
+            self._put(err)
         finally:
             with contextlib.suppress(Exception):
                 events.close()  # type: ignore[attr-defined]
-            self._put_final(_END)
+            self._put(_END)
 
-    def _put_final(self, item: Any) -> None:
+    def _put(self, item: Any) -> bool:
+        """Queue ``item``, waiting while the queue is full; False once the follower stopped."""
         while not self._stop.is_set():
             try:
                 self._queue.put(item, timeout=TICK_SECONDS)
-                return
+                return True
             except queue.Full:
                 continue
+        return False
 
     @contextlib.contextmanager
     def _ui_poller(self) -> Iterator[Callable[[], None]]:
