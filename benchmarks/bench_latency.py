@@ -112,8 +112,8 @@ class _Socket:
 
 
 def run(quick: bool) -> list[dict]:
-    from jupyter_training.follow import Follower
     from jupyter_training.spec import JobSpec
+    from jupyter_training.views.follow import Follower
 
     seconds = 1.0 if quick else 5.0
     reps = 1 if quick else 3

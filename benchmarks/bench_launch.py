@@ -44,7 +44,7 @@ TEARDOWN_ABORT = ("terminate called without an active exception", "SIGABRT")
 
 
 def run(quick: bool) -> list[dict]:
-    from jupyter_training.backends.supervisor import worker_env
+    from jupyter_training.backends.local.supervisor import worker_env
 
     work = scratch("launch")
     script = work / "script.py"
@@ -91,7 +91,7 @@ def run(quick: bool) -> list[dict]:
             spec = {"workers": workers, "gpus": 0, "framework": "pytorch"}
             port = free_port()
             envs = [
-                worker_env("floor", spec, rank, port, [], dict(os.environ))
+                worker_env("floor", spec, rank, (port,), [], dict(os.environ))
                 for rank in range(workers)
             ]
             started = time.perf_counter()

@@ -11,7 +11,7 @@ from .backends.base import SubmitError
 from .client import TrainingClient
 from .events import PHASES
 from .store import JobNotFound
-from .widgets import UNLIMITED, TextJobView, format_job_table
+from .views.text import UNLIMITED, TextJobView, format_job_table
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from .runtime import records
+from .runtime import node, records
 
 PENDING, RUNNING, RESTARTING = "Pending", "Running", "Restarting"
 SUCCEEDED, FAILED, CANCELLED = "Succeeded", "Failed", "Cancelled"
@@ -60,6 +60,8 @@ def phase_event(job_id: str, phase: str, message: str = "", **extra: Any) -> Eve
 
 def output_events(job_id: str, rank: int, line: str) -> Iterator[Event]:
     """Events for one line of ``rank``'s output: a ``log`` and/or a record event."""
+    tagged, line = node.untag(line)  # a line one of a multi-rank pod's ranks printed
+    rank = rank if tagged is None else tagged
     text, record = records.split(line)
     if text or record is None:
         yield Event("log", job_id, {"line": text}, rank=rank)

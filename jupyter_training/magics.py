@@ -17,15 +17,14 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
+from . import frameworks
 from .backends.base import SubmitError
 from .capture import CaptureError
 from .client import TrainingClient
 from .errors import JobCancelledError, JobResultError, job_error
 from .events import CANCELLED, SUCCEEDED
-from .follow import Follower
 from .settings import load_settings
 from .spec import (
-    FRAMEWORKS,
     JobSpec,
     SpecError,
     parse_assignments,
@@ -33,8 +32,9 @@ from .spec import (
     parse_secret_env,
 )
 from .store import JobNotFound, JobRecord
-from .widgets import (
+from .views import (
     UNLIMITED,
+    Follower,
     TextJobView,
     WidgetJobView,
     format_job_table,
@@ -52,9 +52,11 @@ def spec_args(func: Callable[..., Any]) -> Callable[..., Any]:
         argument(
             "-f",
             "--framework",
-            choices=FRAMEWORKS,
             default="pytorch",
-            help="Training framework (default: pytorch).",
+            metavar="NAME",
+            help="Training framework (default: pytorch): "
+            + "; ".join(f.help() for f in frameworks.all_frameworks())
+            + ".",
         ),
         argument(
             "-w",
@@ -64,6 +66,13 @@ def spec_args(func: Callable[..., Any]) -> Callable[..., Any]:
             help="Number of worker processes / pods (default: 2).",
         ),
         argument("-g", "--gpus", type=int, default=0, help="GPUs per worker (default: 0)."),
+        argument(
+            "--nproc-per-worker",
+            default="1",
+            metavar="N|auto",
+            help="Processes per worker, as torchrun's --nproc-per-node: a world of "
+            "workers x N ranks; auto is one per GPU, else 1 (default: 1).",
+        ),
         argument(
             "-b",
             "--backend",
@@ -118,7 +127,7 @@ def cluster_args(func: Callable[..., Any]) -> Callable[..., Any]:
         argument(
             "--image",
             default=None,
-            help="Container image (k8s; default c.TrainingApp.pytorch_image/xgboost_image).",
+            help="Container image (k8s; default c.TrainingApp.<framework>_image).",
         ),
         argument("--namespace", default=None, help="Namespace (k8s; default from kubeconfig)."),
         argument("--context", default=None, help="kubeconfig context (k8s)."),
@@ -126,7 +135,7 @@ def cluster_args(func: Callable[..., Any]) -> Callable[..., Any]:
             "--api",
             choices=("auto", "v1", "v2"),
             default=None,
-            help="Kubeflow API: v1 PyTorchJob/XGBoostJob, v2 TrainJob (default auto).",
+            help="Kubeflow API: v1 PyTorchJob/XGBoostJob/JAXJob/TFJob, v2 TrainJob (default auto).",
         ),
         argument("--runtime", default=None, help="TrainJob runtime (k8s, --api v2)."),
         argument(
@@ -212,7 +221,7 @@ class TrainingMagics(Magics):
     @run_args
     @cell_magic
     def train_distributed(self, line: str, cell: str) -> None:
-        """Run the cell as a distributed PyTorch or XGBoost job.
+        """Run the cell as a distributed PyTorch, XGBoost, JAX or TensorFlow job.
 
         The cell's notebook names (functions, classes, imports, values) travel
         with it; each worker sees the Kubeflow env contract.
@@ -250,6 +259,7 @@ class TrainingMagics(Magics):
                 framework=args.framework,
                 workers=args.workers,
                 gpus=args.gpus,
+                nproc_per_worker=args.nproc_per_worker,
                 backend=args.backend or self.client.settings.backend,
                 name=args.name,
                 env=parse_env_assignments(args.env),

@@ -13,17 +13,37 @@ from traitlets import Enum, Float, Int, List, Unicode, default
 from traitlets.config import Config, Configurable
 from traitlets.config.loader import JSONFileConfigLoader, PyFileConfigLoader
 
+from . import frameworks
+from .backends import backend_names
 from .capture import DEFAULT_MAX_PAYLOAD_BYTES
-from .spec import BACKENDS
 
 #: Config files, besides IPython's own, that may hold ``c.TrainingApp`` settings.
 CONFIG_FILES = ("jupyter_training_config", "jupyter_server_config")
 
 
+def _framework_traits() -> dict[str, Unicode]:
+    traits = {}
+    for framework in frameworks.all_frameworks():
+        traits[f"{framework.name}_image"] = Unicode(
+            framework.default_image,
+            config=True,
+            help=f"Default container image for {framework.name} workers on Kubernetes.",
+        )
+        runtime_help = f"TrainJob (v2) runtime for {framework.name} jobs."
+        if framework.v2_runtime is None:
+            runtime_help += " Unused: Trainer v2 has none, so these jobs run with --api v1."
+        traits[f"{framework.name}_runtime"] = Unicode(
+            framework.v2_runtime or "", config=True, help=runtime_help
+        )
+    return traits
+
+
 class TrainingSettings(Configurable):
     """Settings of jupyter-training; configure them as ``c.TrainingApp.<name>``."""
 
-    backend = Enum(list(BACKENDS), "local", config=True, help="Default backend for new jobs.")
+    backend = Enum(
+        list(backend_names()), "local", config=True, help="Default backend for new jobs."
+    )
     store_dir = Unicode(
         config=True,
         help="Directory holding the job store (jobs.db) and local jobs' files.",
@@ -75,25 +95,13 @@ class TrainingSettings(Configurable):
         ["auto", "v1", "v2"],
         "auto",
         config=True,
-        help="Kubeflow API: v1 (PyTorchJob/XGBoostJob), v2 (TrainJob) or auto "
+        help="Kubeflow API: v1 (PyTorchJob/XGBoostJob/JAXJob/TFJob), v2 (TrainJob) or auto "
         "(what the cluster has; v2 when it has both).",
     )
-    pytorch_image = Unicode(
-        "docker.io/pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime",
-        config=True,
-        help="Default container image for PyTorch workers.",
-    )
-    xgboost_image = Unicode(
-        "ghcr.io/kubeflow/trainer/xgboost-runtime:latest",
-        config=True,
-        help="Default container image for XGBoost workers.",
-    )
-    pytorch_runtime = Unicode(
-        "torch-distributed", config=True, help="TrainJob (v2) runtime for PyTorch jobs."
-    )
-    xgboost_runtime = Unicode(
-        "xgboost-distributed", config=True, help="TrainJob (v2) runtime for XGBoost jobs."
-    )
+    # One ``<framework>_image`` and ``<framework>_runtime`` setting per framework module
+    # (c.TrainingApp.pytorch_image, c.TrainingApp.jax_runtime, ...), defaults from it.
+    locals().update(_framework_traits())
+
     gpu_resource_name = Unicode(
         "nvidia.com/gpu",
         config=True,
@@ -119,6 +127,14 @@ class TrainingSettings(Configurable):
     request_timeout = Float(
         30.0, config=True, help="Seconds to wait for a Kubernetes API response (watches excepted)."
     )
+
+    def image_for(self, framework: str) -> str:
+        """The default image of ``framework``'s workers (``c.TrainingApp.<name>_image``)."""
+        return getattr(self, f"{frameworks.get(framework).name}_image")
+
+    def runtime_for(self, framework: str) -> str:
+        """The TrainJob runtime of ``framework`` (``c.TrainingApp.<name>_runtime``)."""
+        return getattr(self, f"{frameworks.get(framework).name}_runtime")
 
     @default("store_dir")
     def _default_store_dir(self) -> str:

@@ -13,32 +13,19 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from . import frameworks
+from .backends import backend_names
 from .runtime.masking import ENV_NAMES as SECRET_ENV_NAMES
 from .runtime.masking import MIN_LENGTH as MASKED_MIN_LENGTH
 
-FRAMEWORKS = ("pytorch", "xgboost")
+FRAMEWORKS = frameworks.names()
+#: The built-in backends; packages may add more (``jupyter_training.backends`` entry points).
 BACKENDS = ("local", "kubernetes")
 
-#: Variables our runtime sets for every worker; a user may not override them.
-RESERVED_ENV = frozenset(
+#: Variables our runtime sets for every worker whatever its framework; with the
+#: framework's own (``Framework.reserved_env``), a user may not override them.
+RESERVED_ENV = frameworks.COMMON_ENV | frozenset(
     {
-        "MASTER_ADDR",
-        "MASTER_PORT",
-        "WORLD_SIZE",
-        "RANK",
-        "LOCAL_RANK",
-        "LOCAL_WORLD_SIZE",
-        "WORKER_ADDRS",
-        "WORKER_PORT",
-        "PET_NNODES",
-        "PET_NPROC_PER_NODE",
-        "PET_NODE_RANK",
-        "PET_MASTER_ADDR",
-        "PET_MASTER_PORT",
-        "DMLC_TRACKER_URI",
-        "DMLC_TRACKER_PORT",
-        "DMLC_TASK_ID",
-        "DMLC_NUM_WORKER",
         "CUDA_VISIBLE_DEVICES",
         "JUPYTER_TRAINING_FRAMEWORK",
         "JUPYTER_TRAINING_JOB_ID",
@@ -106,6 +93,8 @@ class JobSpec:
     framework: str = "pytorch"
     workers: int = 2
     gpus: int = 0
+    #: Processes per worker (torchrun's --nproc-per-node); "auto" is one per GPU, else 1.
+    nproc_per_worker: int | str = 1
     backend: str = "local"
     name: str | None = None
     env: Mapping[str, str] = dataclasses.field(default_factory=dict)
@@ -139,16 +128,22 @@ class JobSpec:
             if isinstance(value, str) or not isinstance(value, list | tuple):
                 raise SpecError(_flag(name), f"must be a list of strings, got {value!r}")
             object.__setattr__(self, name, tuple(value))
-        _check_choice("--framework", self.framework, FRAMEWORKS)
-        _check_choice("--backend", self.backend, BACKENDS)
+        try:
+            framework = frameworks.get(self.framework)
+        except frameworks.UnknownFramework as err:
+            raise SpecError("--framework", str(err)) from None
+        object.__setattr__(self, "framework", framework.name)
+        _check_choice("--backend", self.backend, backend_names())
         _check_int("--workers", self.workers, minimum=1, example="--workers 2")
         _check_int("--gpus", self.gpus, minimum=0, example="--gpus 1")
+        object.__setattr__(self, "nproc_per_worker", _nproc(self.nproc_per_worker, self.gpus))
         _check_int("--max-restarts", self.max_restarts, minimum=0, example="--max-restarts 3")
         _check_timeout(self.timeout)
         if self.name is not None:
             check_job_name(self.name)
-        _check_env(self.env)
-        _check_secret_env(self.secret_env, self.env)
+        reserved = RESERVED_ENV | framework.reserved_env
+        _check_env(self.env, reserved)
+        _check_secret_env(self.secret_env, self.env, reserved)
         for flag, value in (("--cpu", self.cpu), ("--memory", self.memory)):
             if value is not None:
                 _check_quantity(flag, value)
@@ -187,17 +182,35 @@ class JobSpec:
                 )
         for volume in self.volumes:
             parse_volume(volume)
-        if self.backend == "local":
-            self._check_local_only()
+        if self.backend != "kubernetes":
+            self._check_kubernetes_only()
+        refusal = framework.check(
+            nproc_per_worker=self.nproc_per_worker,
+            gpus=self.gpus,
+            api=None if self.backend == "local" else self.api,
+        )
+        if refusal is not None:
+            raise SpecError(*refusal)
 
-    def _check_local_only(self) -> None:
+    @property
+    def framework_descriptor(self) -> frameworks.Framework:
+        """The :class:`~jupyter_training.frameworks.Framework` this job runs."""
+        return frameworks.get(self.framework)
+
+    @property
+    def world_size(self) -> int:
+        """Processes in the job: ``workers`` x ``nproc_per_worker``."""
+        return self.workers * int(self.nproc_per_worker)
+
+    def _check_kubernetes_only(self) -> None:
+        """Refuse Kubernetes-only settings on any other backend (local or a plug-in)."""
         for name, source in self.secret_env.items():
             if source:
                 raise SpecError(
                     "--secret-env",
                     f"{name}={source} reads a Kubernetes Secret, which needs --backend "
-                    f"kubernetes; locally use --secret-env {name} to pass {name} from the "
-                    "kernel's environment",
+                    f"kubernetes; on {self.backend} use --secret-env {name} to pass {name} "
+                    "from the kernel's environment",
                 )
         for name in KUBERNETES_ONLY:
             value = getattr(self, name)
@@ -205,7 +218,8 @@ class JobSpec:
             if value != default:
                 raise SpecError(
                     _flag(name),
-                    "only applies to --backend kubernetes; remove it or add --backend kubernetes",
+                    f"only applies to --backend kubernetes, not {self.backend}; remove it or "
+                    "add --backend kubernetes",
                 )
 
     @classmethod
@@ -383,29 +397,45 @@ def _check_timeout(value: object) -> None:
         raise SpecError("--timeout", f"{value:g} s is too long; at most {MAX_TIMEOUT_SECONDS} s")
 
 
-def _check_env_name(flag: str, name: object) -> None:
+def _nproc(value: object, gpus: int) -> int:
+    if value == "auto":
+        return max(1, gpus)
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SpecError(
+            "--nproc-per-worker",
+            f"must be a whole number >= 1 or 'auto' (one per GPU), got {value!r} "
+            "(for example --nproc-per-worker 2)",
+        )
+    return value
+
+
+def _check_env_name(flag: str, name: object, reserved: frozenset[str]) -> None:
     if not isinstance(name, str) or not _ENV_NAME.match(name):
         raise SpecError(
             flag,
             f"{name!r} is not a valid variable name: use letters, digits and '_', "
             "not starting with a digit",
         )
-    if name in RESERVED_ENV:
+    if name in reserved:
         raise SpecError(flag, f"{name} is set by the training runtime for every worker; remove it")
 
 
-def _check_env(env: Mapping[str, str]) -> None:
+def _check_env(env: Mapping[str, str], reserved: frozenset[str]) -> None:
     for key, value in env.items():
-        _check_env_name("--env", key)
+        _check_env_name("--env", key, reserved)
         if not isinstance(value, str):
             raise SpecError("--env", f"value of {key} must be a string, got {value!r}")
         if "\x00" in value:
             raise SpecError("--env", f"value of {key} contains a NUL byte")
 
 
-def _check_secret_env(secret_env: Mapping[str, str], env: Mapping[str, str]) -> None:
+def _check_secret_env(
+    secret_env: Mapping[str, str], env: Mapping[str, str], reserved: frozenset[str]
+) -> None:
     for name, source in secret_env.items():
-        _check_env_name("--secret-env", name)
+        _check_env_name("--secret-env", name, reserved)
         if name in env:
             raise SpecError(
                 "--secret-env", f"{name} is also set with --env; keep only --secret-env {name}"

@@ -87,6 +87,16 @@ class JobRecord:
     def is_terminal(self) -> bool:
         return self.phase in TERMINAL_PHASES
 
+    @property
+    def nproc_per_worker(self) -> int:
+        """Processes per worker (1 for jobs recorded before the setting existed)."""
+        return int(self.spec.get("nproc_per_worker") or 1)
+
+    @property
+    def world_size(self) -> int:
+        """Ranks in the job: workers x processes per worker."""
+        return self.workers * self.nproc_per_worker
+
     def summary(self) -> dict[str, Any]:
         """The public JSON view (``list --json``, ``show --json``)."""
         return {
@@ -96,6 +106,8 @@ class JobRecord:
             "framework": self.framework,
             "backend": self.backend,
             "workers": self.workers,
+            "nproc_per_worker": self.nproc_per_worker,
+            "world_size": self.world_size,
             "gpus": self.gpus,
             "created": _iso(self.created),
             "started": _iso(self.started),

@@ -460,8 +460,14 @@ RUN_POLICY = obj(
 _REPLICA_KEYS = string(enum=("Master", "Worker"))
 
 
-def _v1_job(kind: str, replicas_field: str, spec_extra: dict[str, Schema], check: Check) -> Schema:
-    """A PyTorchJob or XGBoostJob: apiVersion, kind, metadata and the kind's spec."""
+def _v1_job(
+    kind: str,
+    replicas_field: str,
+    spec_extra: dict[str, Schema],
+    check: Check,
+    keys: Schema = _REPLICA_KEYS,
+) -> Schema:
+    """A v1 job (PyTorchJob, XGBoostJob, JAXJob, TFJob): apiVersion, kind, metadata, spec."""
     return obj(
         {
             "apiVersion": string(enum=("kubeflow.org/v1",)),
@@ -470,7 +476,7 @@ def _v1_job(kind: str, replicas_field: str, spec_extra: dict[str, Schema], check
             "metadata": object_meta(DNS1035_LABEL, 63),
             "spec": obj(
                 {
-                    replicas_field: amap(REPLICA_SPEC, keys=_REPLICA_KEYS, checks=(check,)),
+                    replicas_field: amap(REPLICA_SPEC, keys=keys, checks=(check,)),
                     "runPolicy": RUN_POLICY,
                     **spec_extra,
                 },
@@ -493,6 +499,24 @@ XGBOOST_JOB = _v1_job(
     "xgbReplicaSpecs",
     {},
     _v1_replicas("xgboost", master_required=True, worker_min=None),
+)
+# kubeflow.org_jaxjobs.yaml: spec {jaxReplicaSpecs (required), runPolicy}; the JAX webhook
+# (pkg/webhooks/jax) knows the Worker replica type only and wants a container named jax.
+JAX_JOB = _v1_job(
+    "JAXJob",
+    "jaxReplicaSpecs",
+    {},
+    _v1_replicas("jax", master_required=False, worker_min=1),
+    keys=string(enum=("Worker",)),
+)
+# kubeflow.org_tfjobs.yaml: spec {tfReplicaSpecs (required), runPolicy, successPolicy,
+# enableDynamicWorker}; replica types PS, Worker, Chief, Master, Evaluator; container tensorflow.
+TF_JOB = _v1_job(
+    "TFJob",
+    "tfReplicaSpecs",
+    {"successPolicy": string(enum=("", "AllWorkers")), "enableDynamicWorker": boolean()},
+    _v1_replicas("tensorflow", master_required=False, worker_min=None),
+    keys=string(enum=("PS", "Worker", "Chief", "Master", "Evaluator")),
 )
 
 # -- trainer.kubeflow.org/v1alpha1: TrainJob (master) -----------------------------------------
@@ -651,6 +675,8 @@ SECRET = obj(
 SCHEMAS: dict[str, Schema] = {
     "PyTorchJob": PYTORCH_JOB,
     "XGBoostJob": XGBOOST_JOB,
+    "JAXJob": JAX_JOB,
+    "TFJob": TF_JOB,
     "TrainJob": TRAIN_JOB,
     "ConfigMap": CONFIG_MAP,
     "Secret": SECRET,

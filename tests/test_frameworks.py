@@ -84,3 +84,44 @@ def test_xgboost_two_workers_same_model_as_single_process(ip, tmp_path):
     # Measured: identical predictions (the hist sketch of 400 rows is exact either way).
     diff = np.abs(distributed.predict(xgb.DMatrix(X)) - single.predict(xgb.DMatrix(X)))
     assert diff.max() < 1e-6, diff.max()
+
+
+def test_two_workers_of_two_processes_are_one_world_of_four(ip, tmp_path):
+    run(ip, f"out = {str(tmp_path)!r}\n")
+    run(
+        ip,
+        "%%train_distributed --framework pytorch --workers 2 --nproc-per-worker 2\n"
+        "import os, json\n"
+        "import torch, torch.distributed as dist\n"
+        "dist.init_process_group('gloo')\n"
+        "total = torch.tensor([float(dist.get_rank())])\n"
+        "dist.all_reduce(total)\n"
+        "names = ('RANK', 'LOCAL_RANK', 'GROUP_RANK', 'LOCAL_WORLD_SIZE', 'WORLD_SIZE')\n"
+        "seen = {n: int(os.environ[n]) for n in names}\n"
+        "seen['sum'] = total.item()\n"
+        "json.dump(seen, open(f'{out}/rank-{dist.get_rank()}.json', 'w'))\n",
+    )
+    import json
+
+    seen = [json.loads((tmp_path / f"rank-{r}.json").read_text()) for r in range(4)]
+    assert [(s["RANK"], s["LOCAL_RANK"], s["GROUP_RANK"]) for s in seen] == [
+        (0, 0, 0),
+        (1, 1, 0),
+        (2, 0, 1),
+        (3, 1, 1),
+    ]
+    assert {(s["WORLD_SIZE"], s["LOCAL_WORLD_SIZE"], s["sum"]) for s in seen} == {(4, 2, 6.0)}
+
+
+def test_a_failing_process_is_named_by_its_global_rank(ip):
+    from IPython.utils.capture import capture_output
+
+    with capture_output(), pytest.raises(Exception) as caught:
+        run(
+            ip,
+            "%%train_distributed --workers 2 --nproc-per-worker 2\n"
+            "import jupyter_training as jt\n"
+            "if jt.rank() == 3:\n"
+            "    raise ValueError('rank three broke')\n",
+        )
+    assert "rank 3" in str(caught.value) and "rank three broke" in str(caught.value)

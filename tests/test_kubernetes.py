@@ -469,7 +469,7 @@ def test_trainjob_runtime_must_exist(client):
     with pytest.raises(
         SubmitError,
         match="--runtime: the cluster has no ClusterTrainingRuntime "
-        "'mine'; it has torch-distributed, xgboost-distributed",
+        "'mine'; it has jax-distributed, torch-distributed, xgboost-distributed",
     ):
         client.submit(k8s_spec(api="v2", runtime="mine"), "pass", {})
 

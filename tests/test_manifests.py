@@ -44,12 +44,44 @@ from kubeflow_schemas import (
 JOB_ID = "0123456789ab"
 NAMESPACE = "team-a"
 PAYLOAD = bytes(range(256)) * 4 + b"\x00\xff end"
-RUNTIMES = {"pytorch": "torch-distributed", "xgboost": "xgboost-distributed"}
-IMAGES = {"pytorch": "docker.io/pytorch/pytorch:2.5.1", "xgboost": "ghcr.io/example/xgb:1"}
+RUNTIMES = {
+    "pytorch": "torch-distributed",
+    "xgboost": "xgboost-distributed",
+    "jax": "jax-distributed",
+}
+IMAGES = {
+    "pytorch": "docker.io/pytorch/pytorch:2.5.1",
+    "xgboost": "ghcr.io/example/xgb:1",
+    "jax": "nvcr.io/nvidia/jax:25.10-py3",
+    "tensorflow": "docker.io/tensorflow/tensorflow:2.18.0",
+}
 NOTEBOOK = "notebooks/My Experiment (v2).ipynb"
-V1_CONTAINER = {"PyTorchJob": "pytorch", "XGBoostJob": "xgboost"}
-V1_PORT = {"PyTorchJob": (23456, "pytorchjob-port"), "XGBoostJob": (9999, "xgboostjob-port")}
-V1_REPLICAS_FIELD = {"PyTorchJob": "pytorchReplicaSpecs", "XGBoostJob": "xgbReplicaSpecs"}
+V1_KIND = {"pytorch": "PyTorchJob", "xgboost": "XGBoostJob", "jax": "JAXJob", "tensorflow": "TFJob"}
+V1_CONTAINER = {
+    "PyTorchJob": "pytorch",
+    "XGBoostJob": "xgboost",
+    "JAXJob": "jax",
+    "TFJob": "tensorflow",
+}
+V1_PORT = {
+    "PyTorchJob": (23456, "pytorchjob-port"),
+    "XGBoostJob": (9999, "xgboostjob-port"),
+    "JAXJob": (6666, "jaxjob-port"),
+    "TFJob": (2222, "tfjob-port"),
+}
+V1_REPLICAS_FIELD = {
+    "PyTorchJob": "pytorchReplicaSpecs",
+    "XGBoostJob": "xgbReplicaSpecs",
+    "JAXJob": "jaxReplicaSpecs",
+    "TFJob": "tfReplicaSpecs",
+}
+#: The replica type holding rank 0 (JAXJob and TFJob: Worker 0).
+V1_FIRST_ROLE = {
+    "PyTorchJob": "Master",
+    "XGBoostJob": "Master",
+    "JAXJob": "Worker",
+    "TFJob": "Worker",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,8 +154,10 @@ def _cases() -> list[Case]:
     """framework x api x workers x gpus x (bare, full); XGBoost TrainJobs get at most 1 GPU."""
     cases = []
     for framework, api, workers, gpus, full in itertools.product(
-        ("pytorch", "xgboost"), ("v1", "v2"), (1, 4), (0, 2), (False, True)
+        ("pytorch", "xgboost", "jax", "tensorflow"), ("v1", "v2"), (1, 4), (0, 2), (False, True)
     ):
+        if framework == "tensorflow" and api == "v2":
+            continue  # Trainer v2 has no TensorFlow runtime (refused, tested in test_spec)
         if framework == "xgboost" and api == "v2":
             gpus = min(gpus, 1)  # an XGBoost TrainJob runs one worker per GPU
         cases.append(Case(framework, api, workers, gpus, full))
@@ -140,29 +174,32 @@ def ids(case: Case) -> str:
     return case.id
 
 
-def _container(job: dict[str, Any], role: str = "Master") -> dict[str, Any]:
+def _container(job: dict[str, Any], role: str | None = None) -> dict[str, Any]:
     """The training container: the v1 role's first container, or the TrainJob trainer."""
     if job["kind"] == "TrainJob":
         return job["spec"]["trainer"]
+    role = role or V1_FIRST_ROLE[job["kind"]]
     replicas = job["spec"][V1_REPLICAS_FIELD[job["kind"]]]
     return replicas[role]["template"]["spec"]["containers"][0]
 
 
-def _pod_spec(job: dict[str, Any], role: str = "Master") -> dict[str, Any]:
+def _pod_spec(job: dict[str, Any], role: str | None = None) -> dict[str, Any]:
     """The pod spec: the v1 role's template, or the TrainJob's node runtime patch."""
     if job["kind"] == "TrainJob":
         patch = job["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]
         node = patch["spec"]["replicatedJobs"][0]
         return node["template"]["spec"]["template"]["spec"]
+    role = role or V1_FIRST_ROLE[job["kind"]]
     return job["spec"][V1_REPLICAS_FIELD[job["kind"]]][role]["template"]["spec"]
 
 
-def _pod_labels(job: dict[str, Any], role: str = "Master") -> dict[str, str]:
+def _pod_labels(job: dict[str, Any], role: str | None = None) -> dict[str, str]:
     """The pod template's labels (v1 role, or the TrainJob node patch)."""
     if job["kind"] == "TrainJob":
         patch = job["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]
         node = patch["spec"]["replicatedJobs"][0]
         return node["template"]["spec"]["template"]["metadata"]["labels"]
+    role = role or V1_FIRST_ROLE[job["kind"]]
     return job["spec"][V1_REPLICAS_FIELD[job["kind"]]][role]["template"]["metadata"]["labels"]
 
 
@@ -222,16 +259,20 @@ def test_owner_reference_validates() -> None:
 
 @pytest.mark.parametrize("case", V1_CASES, ids=ids)
 def test_v1_replicas_container_and_port(case: Case) -> None:
-    """Master 1, Worker workers-1 (absent for 1), container and port names."""
+    """Master 1 and Worker workers-1 (absent for 1), or Worker x workers; container, port."""
     job = manifests.job_manifest(case.job())
-    kind = "PyTorchJob" if case.framework == "pytorch" else "XGBoostJob"
+    kind = V1_KIND[case.framework]
     assert (job["apiVersion"], job["kind"]) == ("kubeflow.org/v1", kind)
     replicas = job["spec"][V1_REPLICAS_FIELD[kind]]
-    assert replicas["Master"]["replicas"] == 1
-    if case.workers == 1:
+    if V1_FIRST_ROLE[kind] == "Worker":
+        assert set(replicas) == {"Worker"}
+        assert replicas["Worker"]["replicas"] == case.workers
+    elif case.workers == 1:
         assert set(replicas) == {"Master"}
+        assert replicas["Master"]["replicas"] == 1
     else:
         assert set(replicas) == {"Master", "Worker"}
+        assert replicas["Master"]["replicas"] == 1
         assert replicas["Worker"]["replicas"] == case.workers - 1
     restart = "OnFailure" if case.full else "Never"  # full cases have max_restarts
     port, port_name = V1_PORT[kind]
@@ -355,7 +396,7 @@ def test_gpu_resource_name_is_configurable(case: Case) -> None:
 def test_volumes_and_mounts(case: Case) -> None:
     """The runtime ConfigMap, the workspace and the claims are mounted where asked."""
     job = manifests.job_manifest(case.job())
-    roles = ["Master", "Worker"] if case.api == "v1" and case.workers > 1 else ["Master"]
+    roles = list(job["spec"][V1_REPLICAS_FIELD[job["kind"]]]) if case.api == "v1" else [None]
     for role in roles:
         pod_spec = _pod_spec(job, role)
         volumes = {volume["name"]: volume for volume in pod_spec["volumes"]}

@@ -167,7 +167,7 @@ async def test_logs_follow_streams_until_the_job_ends(jp_fetch):
     [
         ({"spec": {"workers": 0}, "cell": "pass"}, "--workers", "must be >= 1"),
         ({"spec": {"wrokers": 2}, "cell": "pass"}, "wrokers", "unknown setting"),
-        ({"spec": {"framework": "jax"}, "cell": "pass"}, "--framework", "not one of"),
+        ({"spec": {"framework": "mxnet"}, "cell": "pass"}, "--framework", "use one of"),
         ({"spec": {"workers": 1000}, "cell": "pass"}, "--workers", "limit of 64"),
         ({"spec": {}}, "cell", "send"),
         ({"spec": {}, "cell": "x = ("}, None, "syntax error on line 1"),
@@ -211,6 +211,14 @@ async def test_cluster_describes_backends(jp_fetch):
     assert cluster["backends"]["kubernetes"]["available"] is False
     assert "no usable Kubernetes configuration" in cluster["backends"]["kubernetes"]["error"]
     assert cluster["images"]["pytorch"].startswith("docker.io/pytorch/")
+    by_name = {f["name"]: f for f in cluster["frameworks"]}
+    assert list(by_name) == ["jax", "pytorch", "tensorflow", "xgboost"]
+    assert (by_name["tensorflow"]["kubeflow_kind"], by_name["tensorflow"]["v2_runtime"]) == (
+        "TFJob",
+        None,
+    )
+    assert by_name["jax"]["v2_runtime"] == "jax-distributed"
+    assert by_name["jax"]["image"] == cluster["images"]["jax"]
 
 
 class DenyTraining(Authorizer):

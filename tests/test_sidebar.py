@@ -227,6 +227,11 @@ def test_launch_watch_logs_and_cancel(page):
         ".jp-Notebook .jp-Cell >> nth=0 >> .jp-InputPrompt >> text=[1]", timeout=30_000
     )
     open_sidebar(page)
+    # The framework list comes from the server (one entry per frameworks/ module).
+    options = page.get_by_test_id("jt-launch-framework").locator("option")
+    options.nth(3).wait_for(state="attached", timeout=10_000)
+    assert options.all_inner_texts() == ["JAX", "PyTorch", "TensorFlow", "XGBoost"]
+    assert page.get_by_test_id("jt-launch-framework").input_value() == "pytorch"
     select_cell(page, 1)
     page.get_by_test_id("jt-launch-secret-env").fill("JT_SIDEBAR_TOKEN")
     launch(page, workers=2)

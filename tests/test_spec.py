@@ -15,7 +15,7 @@ def test_defaults_are_valid():
         ({"workers": "3"}, "--workers", "whole number"),
         ({"workers": True}, "--workers", "whole number"),
         ({"gpus": -1}, "--gpus", ">= 0"),
-        ({"framework": "jax"}, "--framework", "pytorch, xgboost"),
+        ({"framework": "mxnet"}, "--framework", "jax, pytorch, tensorflow, xgboost"),
         ({"backend": "slurm"}, "--backend", "local, kubernetes"),
         ({"max_restarts": -2}, "--max-restarts", ">= 0"),
         ({"timeout": 0}, "--timeout", "positive"),

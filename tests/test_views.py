@@ -13,13 +13,17 @@ from IPython.utils.capture import capture_output
 from jupyter_training.client import TrainingClient
 from jupyter_training.errors import JobFailedError, JobResultError
 from jupyter_training.events import CANCELLED, RUNNING, SUCCEEDED, Event, output_events
-from jupyter_training.follow import Follower
 from jupyter_training.magics import TrainingMagics
-from jupyter_training.progress import JobProgress
 from jupyter_training.runtime import records
 from jupyter_training.spec import JobSpec
 from jupyter_training.store import new_job_id, pending_record
-from jupyter_training.widgets import WidgetJobView, html_job_table, render_charts
+from jupyter_training.views import (
+    Follower,
+    JobProgress,
+    WidgetJobView,
+    html_job_table,
+    render_charts,
+)
 
 from conftest import processes_of, wait_until
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..events import Event
 from ..runtime.payload import Payload
@@ -57,3 +57,11 @@ class Backend(Protocol):
 
     def cancel(self, job_id: str) -> JobRecord:
         """Stop the job (no-op if it has ended) and return its final record."""
+
+    def describe(self) -> dict[str, Any]:
+        """What the sidebar's launch form needs to know about this backend, as JSON types.
+
+        Always ``available`` (bool); when False, ``error`` says why. The rest is
+        the backend's own (the local one: ``gpus``, ``cpus``). It reports a
+        problem rather than raising it.
+        """

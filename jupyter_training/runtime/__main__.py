@@ -21,9 +21,9 @@ import types
 from pathlib import Path
 from typing import Any
 
-from . import records
-from .context import complete_env, rank
-from .frameworks import framework_context, leave_torch_group
+from .. import frameworks
+from . import node, records
+from .context import rank
 from .masking import MaskingStream, mask, secret_values
 from .payload import Payload
 from .reporting import send_results
@@ -39,8 +39,19 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m jupyter_training.runtime PAYLOAD", file=sys.stderr)
         return 2
-    framework = os.environ.get("JUPYTER_TRAINING_FRAMEWORK", "pytorch")
-    complete_env(framework=framework)
+    name = os.environ.get("JUPYTER_TRAINING_FRAMEWORK")
+    try:
+        # Unset: run by hand outside any job, one process with no framework setup.
+        framework = frameworks.get(name) if name else frameworks.Framework()
+    except frameworks.UnknownFramework as err:
+        print(f"JUPYTER_TRAINING_FRAMEWORK: {err}", file=sys.stderr)
+        return 2
+    _FRAMEWORK.append(framework)
+    ranks_here = 1 if node.CHILD_ENV in os.environ else framework.pod_processes(os.environ)
+    if ranks_here > 1:  # a pod of several ranks: be its launcher
+        node_rank, nnodes = framework.pod_node(os.environ)
+        return node.run_node(argv[0], node.node_envs(os.environ, ranks_here, node_rank, nnodes))
+    framework.complete_env(os.environ)
     buffer_stdout()
     mask_secrets()
     try:
@@ -50,12 +61,11 @@ def main(argv: list[str]) -> int:
         ship_files(payload)
         namespace = restore_namespace(payload)
         code = compile_source(payload.cell, payload.filename)
-        with framework_context(framework):
+        with framework.around_cell():
             exec(code, namespace)
             out = [n for n in os.environ.get("JUPYTER_TRAINING_OUT", "").split(",") if n]
             if out and rank() == 0:
                 send_results(namespace, out)
-            leave_torch_group()
     except SystemExit as stop:
         return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
     except BaseException as err:
@@ -64,6 +74,8 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+#: The job's framework, once known (its modules decide how the worker exits).
+_FRAMEWORK: list[frameworks.Framework] = []
 FLUSH_SECONDS = 0.02
 _FLUSHER: list[threading.Thread] = []
 _FLUSHER_STOP = threading.Event()
@@ -214,8 +226,9 @@ def _exit(code: int) -> None:
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
         with contextlib.suppress(Exception):
             stream.flush()
-    if "torch" in sys.modules:
-        os._exit(code)  # torch's interpreter teardown is slow and may abort
+    fast = {m for f in _FRAMEWORK for m in f.fast_exit_modules} | {"torch"}
+    if fast & sys.modules.keys():
+        os._exit(code)  # their interpreter teardown is slow and may abort (torch, jax, ...)
     sys.exit(code)
 
 

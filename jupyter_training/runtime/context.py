@@ -9,41 +9,21 @@ from __future__ import annotations
 import os
 from collections.abc import MutableMapping
 
-#: Contract names and the Trainer v2 names that carry the same value.
-_ALIASES = {
-    "RANK": ("PET_NODE_RANK", "DMLC_TASK_ID"),
-    "WORLD_SIZE": ("PET_NNODES", "DMLC_NUM_WORKER"),
-    "MASTER_ADDR": ("PET_MASTER_ADDR", "DMLC_TRACKER_URI"),
-    "MASTER_PORT": ("PET_MASTER_PORT", "DMLC_TRACKER_PORT"),
-}
-_XGBOOST_ALIASES = {
-    "DMLC_TRACKER_URI": ("MASTER_ADDR",),
-    "DMLC_TRACKER_PORT": ("MASTER_PORT",),
-    "DMLC_TASK_ID": ("RANK",),
-    "DMLC_NUM_WORKER": ("WORLD_SIZE",),
-}
+from .. import frameworks
 
 
 def complete_env(
     environ: MutableMapping[str, str] | None = None, framework: str = "pytorch"
 ) -> None:
-    """Fill in contract variables a platform left out, from their aliases.
+    """Fill in contract variables a platform left out, as ``framework`` defines them.
 
-    A TrainJob pod gets ``PET_*`` (torch) or ``DMLC_*`` (xgboost) names only; a
-    PyTorchJob pod no ``LOCAL_RANK``. After this every worker has ``RANK``,
-    ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT`` and ``LOCAL_RANK``, and an
-    XGBoost worker the ``DMLC_*`` tracker names as well.
+    A TrainJob pod gets ``PET_*`` (torch), ``DMLC_*`` (xgboost) or ``JAX_*``
+    names only, a PyTorchJob pod no ``LOCAL_RANK``, a TFJob pod only
+    ``TF_CONFIG``. After this every worker has ``RANK``, ``WORLD_SIZE``,
+    ``MASTER_ADDR``, ``MASTER_PORT`` and ``LOCAL_RANK``, and the framework's own
+    launcher names as well.
     """
-    env = os.environ if environ is None else environ
-    aliases_of = dict(_ALIASES, **(_XGBOOST_ALIASES if framework == "xgboost" else {}))
-    for name, aliases in aliases_of.items():
-        if name not in env:
-            for alias in aliases:
-                if alias in env:
-                    env[name] = env[alias]
-                    break
-    env.setdefault("LOCAL_RANK", "0")
-    env.setdefault("LOCAL_WORLD_SIZE", "1")
+    frameworks.get(framework).complete_env(os.environ if environ is None else environ)
 
 
 def rank() -> int:

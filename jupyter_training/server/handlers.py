@@ -20,10 +20,12 @@ from tornado import web, websocket
 from tornado.ioloop import IOLoop
 from tornado.iostream import StreamClosedError
 
+from .. import frameworks
+from ..backends import backend_names
 from ..backends.base import SubmitError
 from ..capture import CaptureError
 from ..client import TrainingClient
-from ..spec import BACKENDS, JobSpec, SpecError
+from ..spec import JobSpec, SpecError
 from ..store import JobNotFound
 from .monitor import JobMonitor
 
@@ -268,32 +270,32 @@ class EventsSocket(JupyterHandler, websocket.WebSocketHandler):
         self.monitor.remove_listener(self.listener)
 
 
-def describe_cluster(client: TrainingClient) -> dict[str, Any]:
-    """What the launch form needs: backends, their state, default images."""
-    from ..backends.supervisor import visible_gpu_ids
+def _runtime(settings: Any, framework: frameworks.Framework) -> str | None:
+    return settings.runtime_for(framework.name) if framework.v2_runtime else None
 
+
+def describe_cluster(client: TrainingClient) -> dict[str, Any]:
+    """What the launch form needs: backends and their state, frameworks, default images."""
     settings = client.settings
-    backends: dict[str, Any] = {
-        "local": {"available": True, "gpus": len(visible_gpu_ids()), "cpus": os.cpu_count()},
-    }
-    kubernetes: dict[str, Any] = {"available": False, "apis": [], "namespace": None}
-    try:
-        backend = client.backend("kubernetes")
-        cluster = backend.cluster()  # type: ignore[attr-defined]
-        kubernetes.update(
-            available=True,
-            namespace=cluster.default_namespace,
-            apis=sorted(cluster.available_apis()),
-            namespaces=cluster.namespaces(),
-            gpus=cluster.allocatable(settings.gpu_resource_name),
-        )
-    except Exception as err:  # report why, never fail the form
-        kubernetes["error"] = str(err)
-    backends["kubernetes"] = kubernetes
+    backends: dict[str, Any] = {}
+    for name in backend_names():
+        try:
+            backends[name] = client.backend(name).describe()
+        except Exception as err:  # e.g. the kubernetes client is not installed
+            backends[name] = {"available": False, "error": str(err)}
+    known = frameworks.all_frameworks()
     return {
         "default_backend": settings.backend,
-        "backends": {name: backends[name] for name in BACKENDS},
-        "images": {"pytorch": settings.pytorch_image, "xgboost": settings.xgboost_image},
+        "backends": backends,
+        "frameworks": [
+            {
+                **f.describe(),
+                "image": settings.image_for(f.name),
+                "v2_runtime": _runtime(settings, f),
+            }
+            for f in known
+        ],
+        "images": {f.name: settings.image_for(f.name) for f in known},
         "limits": {
             "max_workers": settings.max_workers,
             "max_gpus_per_worker": settings.max_gpus_per_worker,

@@ -28,6 +28,9 @@ export interface Job {
   framework: string;
   backend: string;
   workers: number;
+  /** Processes per worker and the ranks in all (absent from older servers: 1 and workers). */
+  nproc_per_worker?: number;
+  world_size?: number;
   gpus: number;
   created: string | null;
   started: string | null;
@@ -67,9 +70,21 @@ export interface BackendInfo {
   namespace?: string;
 }
 
+/** A framework the server knows (one module of jupyter_training/frameworks). */
+export interface FrameworkInfo {
+  name: string;
+  title: string;
+  aliases: string[];
+  summary: string;
+  kubeflow_kind: string | null;
+  v2_runtime: string | null;
+  image: string;
+}
+
 export interface ClusterInfo {
   default_backend: string;
   backends: Record<string, BackendInfo>;
+  frameworks: FrameworkInfo[];
   images: Record<string, string>;
   limits?: { max_workers?: number; max_gpus_per_worker?: number };
 }

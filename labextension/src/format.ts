@@ -31,6 +31,14 @@ export function formatMetrics(metrics: Record<string, number> | null, limit = 3)
 }
 
 export function describeResources(job: Job): string {
-  const workers = `${job.workers} worker${job.workers === 1 ? '' : 's'}`;
+  const nproc = job.nproc_per_worker ?? 1;
+  const workers =
+    `${job.workers} worker${job.workers === 1 ? '' : 's'}` +
+    (nproc > 1 ? ` × ${nproc} processes` : '');
   return job.gpus ? `${workers} × ${job.gpus} GPU` : `${workers} · CPU`;
+}
+
+/** Ranks in the job: workers × processes per worker. */
+export function worldSize(job: Job): number {
+  return job.world_size ?? job.workers;
 }

@@ -7,9 +7,12 @@ import { INotebookTracker, NotebookActions, NotebookPanel } from '@jupyterlab/no
 import { Kernel } from '@jupyterlab/services';
 
 export interface LaunchOptions {
-  framework: 'pytorch' | 'xgboost';
+  /** A framework name the server listed (GET /cluster). */
+  framework: string;
   workers: number;
   gpus: number;
+  /** `--nproc-per-worker`: processes per worker (omitted: 1). */
+  nprocPerWorker?: number;
   backend: string;
   image?: string;
   namespace?: string;
@@ -30,11 +33,14 @@ function shellQuote(value: string): string {
 export function magicLine(options: LaunchOptions): string {
   const args = [
     '%%train_distributed',
-    `--framework ${options.framework}`,
+    `--framework ${shellQuote(options.framework)}`,
     `--workers ${options.workers}`,
     `--gpus ${options.gpus}`,
     `--backend ${shellQuote(options.backend)}`
   ];
+  if (options.nprocPerWorker && options.nprocPerWorker > 1) {
+    args.push(`--nproc-per-worker ${options.nprocPerWorker}`);
+  }
   if (options.image) {
     args.push(`--image ${shellQuote(options.image)}`);
   }

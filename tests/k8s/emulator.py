@@ -171,6 +171,8 @@ CRD_GROUPS: dict[str, tuple[ResourceType, ...]] = {
     "v1": (
         ResourceType("kubeflow.org", "v1", "pytorchjobs", "PyTorchJob", True, ("status", "scale")),
         ResourceType("kubeflow.org", "v1", "xgboostjobs", "XGBoostJob", True, ("status",)),
+        ResourceType("kubeflow.org", "v1", "jaxjobs", "JAXJob", True, ("status", "scale")),
+        ResourceType("kubeflow.org", "v1", "tfjobs", "TFJob", True, ("status",)),
     ),
     "v2": (
         ResourceType(
@@ -186,7 +188,7 @@ CRD_GROUPS: dict[str, tuple[ResourceType, ...]] = {
         ResourceType("trainer.kubeflow.org", "v1alpha1", "trainingruntimes", "TrainingRuntime"),
     ),
 }
-DEFAULT_RUNTIMES = ("torch-distributed", "xgboost-distributed")
+DEFAULT_RUNTIMES = ("torch-distributed", "xgboost-distributed", "jax-distributed")
 ANCESTOR_LABEL = "trainer.kubeflow.org/trainjob-ancestor-step"
 
 
@@ -1112,10 +1114,11 @@ def _crd_object(rt: ResourceType) -> dict[str, Any]:
 
 
 def _runtime_object(name: str) -> dict[str, Any]:
-    framework = "xgboost" if "xgboost" in name else "torch"
-    image = {"xgboost": "ghcr.io/kubeflow/trainer/xgboost-runtime:latest"}.get(
-        framework, "pytorch/pytorch:latest"
-    )
+    framework = next((f for f in ("xgboost", "jax") if f in name), "torch")
+    image = {
+        "xgboost": "ghcr.io/kubeflow/trainer/xgboost-runtime:latest",
+        "jax": "nvcr.io/nvidia/jax:25.10-py3",
+    }.get(framework, "pytorch/pytorch:latest")
     container = {"name": "node", "image": image}
     return {
         "metadata": {"name": name, "labels": {"trainer.kubeflow.org/framework": framework}},

@@ -2,12 +2,16 @@
 
 Used where a test must execute what the ConfigMap ships (the worker runtime and
 the payload) with the environment the pod spec declares, Secrets included.
+Cluster DNS is played on loopback: every pod gets a port of its own, and a pod's
+host name (``<job>-worker-0``, ``...<ns>.svc``, ``<tj>-node-0-0.<tj>``) in an
+env value becomes 127.0.0.1 with that port, as each pod's own IP would be.
 """
 
 from __future__ import annotations
 
 import base64
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -17,16 +21,53 @@ from typing import Any
 from .emulator import KubeEmulator
 
 
-def pod_env(kube: KubeEmulator, ns: str, env: list[dict[str, Any]]) -> dict[str, str]:
-    """A container's EnvVars: literal values, and Secret keys read as the kubelet reads them."""
+def pod_env(
+    kube: KubeEmulator, ns: str, env: list[dict[str, Any]], pod: dict[str, Any] | None = None
+) -> dict[str, str]:
+    """A container's EnvVars: literal values, Secret keys and pod annotations (the downward
+    API), read as the kubelet reads them."""
     result = {}
+    annotations = ((pod or {}).get("metadata") or {}).get("annotations") or {}
     for var in env:
         ref = (var.get("valueFrom") or {}).get("secretKeyRef")
-        if ref is not None:
+        field = ((var.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath", "")
+        if field.startswith("metadata.annotations['"):
+            result[var["name"]] = annotations[field.split("'")[1]]
+        elif ref is not None:
             secret = kube.get("secrets", ns, ref["name"])
             result[var["name"]] = base64.b64decode(secret["data"][ref["key"]]).decode()
         elif "value" in var:
             result[var["name"]] = var["value"]
+    return result
+
+
+def pod_hosts(pod: dict[str, Any], ns: str) -> list[str]:
+    """The names other pods reach ``pod`` by (v1: the pod name; v2: hostname.subdomain)."""
+    spec, name = pod["spec"], pod["metadata"]["name"]
+    if spec.get("hostname"):
+        base = (
+            f"{spec['hostname']}.{spec['subdomain']}" if spec.get("subdomain") else spec["hostname"]
+        )
+        return [f"{base}.{ns}.svc", base]
+    return [f"{name}.{ns}.svc", name]
+
+
+def on_loopback(
+    env: dict[str, str], hosts: dict[str, int], master_port: int, pod_port: int
+) -> dict[str, str]:
+    """``env`` with pod host names on loopback: ``host:port`` -> that pod's own port, a bare
+    host -> 127.0.0.1, and a ``*_PORT`` holding the container port -> the first pod's port."""
+    names = sorted(hosts, key=len, reverse=True)  # longest first: "x.ns.svc" before "x"
+    with_port = re.compile("(?:" + "|".join(re.escape(h) for h in names) + r"):\d+")
+    result = {}
+    for key, value in env.items():
+        if value in hosts:
+            value = "127.0.0.1"
+        else:
+            value = with_port.sub(lambda m: f"127.0.0.1:{hosts[m.group(0).split(':')[0]]}", value)
+        if key.endswith("_PORT") and value == str(pod_port):
+            value = str(master_port)
+        result[key] = value
     return result
 
 
@@ -43,19 +84,17 @@ def run_pods_like_a_kubelet(kube: KubeEmulator, job: Any, root: Path, ns: str = 
                 target.write_text(configmap["data"][item["key"]])
             else:
                 target.write_bytes(base64.b64decode(configmap["binaryData"][item["key"]]))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = str(sock.getsockname()[1])
+    ports = free_ports(len(pods))
+    hosts = {
+        host: port for pod, port in zip(pods, ports, strict=True) for host in pod_hosts(pod, ns)
+    }
     processes = []
     for rank, pod in zip(job.ranks(), pods, strict=True):
         container = pod["spec"]["containers"][0]
-        env = pod_env(kube, ns, container["env"])
-        env.update(
-            MASTER_ADDR="127.0.0.1",
-            MASTER_PORT=port,
-            PYTHONPATH=str(mount),
-            PATH=os.environ["PATH"],
-        )
+        env = pod_env(kube, ns, container["env"], pod)
+        pod_port = next((p["containerPort"] for p in container.get("ports") or []), None)
+        env = on_loopback(env, hosts, ports[0], pod_port)
+        env.update(PYTHONPATH=str(mount), PATH=os.environ["PATH"])
         command = [
             sys.executable if c == "python" else c.replace("/opt/jupyter-training", str(mount))
             for c in container["command"]
@@ -83,3 +122,15 @@ def run_pods_like_a_kubelet(kube: KubeEmulator, job: Any, root: Path, ns: str = 
         job.succeed()
     else:
         job.fail("a replica failed")
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()

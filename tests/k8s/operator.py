@@ -4,12 +4,13 @@
 MODIFIED and DELETED events exactly as they would from the real controllers.  It follows the
 conventions of the Training Operator v1 (release-1.9) and Trainer v2 (TrainJob over JobSet):
 
-* v1 PyTorchJob/XGBoostJob pods ``<job>-master-0`` / ``<job>-worker-<i>`` with the
+* v1 PyTorchJob/XGBoostJob/JAXJob/TFJob pods ``<job>-master-0`` / ``<job>-worker-<i>`` with the
   ``training.kubeflow.org/*`` labels, the replica template's pod spec, the env contract appended
   to every container, ``Created/Running/Restarting/Succeeded/Failed`` conditions with the real
   ``setCondition`` semantics and ``replicaStatuses`` keyed ``Master``/``Worker``;
 * v2 TrainJob pods ``<tj>-node-0-<idx>-<random5>`` with the JobSet/Job labels, container
-  ``node``, ``PET_*``/``DMLC_*`` env, and only ``Complete/Failed/Suspended`` conditions.
+  ``node``, ``PET_*``/``DMLC_*``/``JAX_*`` env, and only ``Complete/Failed/Suspended``
+  conditions.
 
 Ranks: v1 master = rank 0, worker ``i`` = rank ``i + 1`` (workers only: rank ``i``);
 v2 completion index = rank.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import re
 import threading
 import time
@@ -32,6 +34,7 @@ from .emulator import ApiError, KubeEmulator, now_rfc3339, random_suffix
 
 __all__ = [
     "COMPLETION_INDEX",
+    "JAX",
     "JOBSET_NAME",
     "JOB_NAME",
     "JOB_ROLE",
@@ -40,6 +43,7 @@ __all__ = [
     "REPLICATED_JOB",
     "REPLICA_INDEX",
     "REPLICA_TYPE",
+    "TENSORFLOW",
     "TRAINJOB",
     "XGBOOST",
     "FakeOperator",
@@ -73,6 +77,8 @@ class JobKind:
     port_name: str = ""
     default_port: int = TRAINER_PORT
     default_restart: str = "OnFailure"
+    #: Replica types the v1 webhook accepts.
+    replica_types: tuple[str, ...] = ("Master", "Worker")
 
     @property
     def v2(self) -> bool:
@@ -114,6 +120,33 @@ XGBOOST = JobKind(
     9999,
     "Never",
 )
+JAX = JobKind(
+    "JAXJob",
+    "jaxjobs",
+    "kubeflow.org",
+    "v1",
+    "jax",
+    "jaxjob-controller",
+    "jaxReplicaSpecs",
+    "jaxjob-port",
+    6666,
+    "Never",
+    ("Worker",),
+)
+TENSORFLOW = JobKind(
+    "TFJob",
+    "tfjobs",
+    "kubeflow.org",
+    "v1",
+    "tensorflow",
+    "tfjob-controller",
+    "tfReplicaSpecs",
+    "tfjob-port",
+    2222,
+    "Never",
+    ("Chief", "Master", "PS", "Worker", "Evaluator"),
+)
+V1_KINDS = (PYTORCH, XGBOOST, JAX, TENSORFLOW)
 TRAINJOB = JobKind("TrainJob", "trainjobs", "trainer.kubeflow.org", "v1alpha1", "node")
 
 
@@ -122,11 +155,11 @@ def job_kind(name: str | JobKind) -> JobKind:
     if isinstance(name, JobKind):
         return name
     key = name.lower().rsplit("/", 1)[-1]
-    for kind in (PYTORCH, XGBOOST, TRAINJOB):
+    for kind in (*V1_KINDS, TRAINJOB):
         if key in (kind.kind.lower(), kind.plural, kind.plural[:-1], kind.container):
             return kind
-    if key in ("torch", "train"):
-        return PYTORCH if key == "torch" else TRAINJOB
+    if key in ("torch", "train", "tf"):
+        return {"torch": PYTORCH, "train": TRAINJOB, "tf": TENSORFLOW}[key]
     raise KeyError(f"unknown job kind {name!r}")
 
 
@@ -168,6 +201,31 @@ def _condition(ctype: str, status: str, reason: str = "", message: str = "") -> 
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
 
+def _apply_node_patches(spec: Mapping[str, Any], pod_spec: dict[str, Any]) -> None:
+    """Merge the TrainJob's ``runtimePatches`` for the ``node`` pods (volumes, mounts, node
+    selector) into ``pod_spec``, as the Trainer's JobSet builder does."""
+    for patch in spec.get("runtimePatches") or []:
+        template = (patch.get("trainingRuntimeSpec") or {}).get("template") or {}
+        for rjob in (template.get("spec") or {}).get("replicatedJobs") or []:
+            if rjob.get("name") != "node":
+                continue
+            patched = ((rjob.get("template") or {}).get("spec") or {}).get("template") or {}
+            patched = patched.get("spec") or {}
+            pod_spec["volumes"] = [*pod_spec.get("volumes", []), *(patched.get("volumes") or [])]
+            if patched.get("nodeSelector"):
+                pod_spec["nodeSelector"] = dict(patched["nodeSelector"])
+            for patched_container in patched.get("containers") or []:
+                for container in pod_spec["containers"]:
+                    if container["name"] == patched_container.get("name"):
+                        mounts = patched_container.get("volumeMounts") or []
+                        container["volumeMounts"] = [*container.get("volumeMounts", []), *mounts]
+
+
+def _camel(rtype: str) -> str:
+    """The operator's replica-type normalisation (``ps`` -> ``PS``, ``worker`` -> ``Worker``)."""
+    return "PS" if rtype.lower() == "ps" else rtype.capitalize()
+
+
 def _v1_validator(kind: JobKind) -> Callable[[dict[str, Any], str], None]:
     webhook = f"validator.{kind.kind.lower()}.training-operator.kubeflow.org"
 
@@ -187,9 +245,10 @@ def _v1_validator(kind: JobKind) -> Callable[[dict[str, Any], str], None]:
             specs = {}
         for rtype, rspec in specs.items():
             role = f"{base}[{rtype}]"
-            if rtype.capitalize() not in ("Master", "Worker"):
+            if _camel(rtype) not in kind.replica_types:
+                supported = ", ".join(f'"{t}"' for t in kind.replica_types)
                 errors.append(
-                    f'{role}: Unsupported value: "{rtype}": supported values: "Master", "Worker"'
+                    f'{role}: Unsupported value: "{rtype}": supported values: {supported}'
                 )
             path = f"{role}.template.spec.containers"
             containers = (((rspec or {}).get("template") or {}).get("spec") or {}).get(
@@ -309,7 +368,7 @@ class JobHandle:
             spec = dict(spec or {})
             spec.setdefault("replicas", 1)
             spec.setdefault("restartPolicy", self.kind.default_restart)
-            specs[key.capitalize()] = spec
+            specs[_camel(key)] = spec
         return specs
 
     def _runtime(self, job: Mapping[str, Any]) -> dict[str, Any]:
@@ -332,9 +391,10 @@ class JobHandle:
         specs = self._specs(job)
         reps: list[Replica] = []
         offset = 0
-        if "Master" in specs:
-            reps += [Replica(i, "Master", i) for i in range(int(specs["Master"]["replicas"]))]
-            offset = len(reps)
+        for first in ("Master", "Chief"):  # rank 0 (TFJob: the chief, then the workers)
+            if first in specs:
+                reps += [Replica(i, first, i) for i in range(int(specs[first]["replicas"]))]
+                offset = len(reps)
         if "Worker" in specs:
             count = int(specs["Worker"]["replicas"])
             reps += [Replica(i + offset, "Worker", i) for i in range(count)]
@@ -404,6 +464,31 @@ class JobHandle:
         total = sum(int(s["replicas"]) for s in specs.values())
         master = f"{self.name}-master-0"
         port = self._port(specs.get("Master"))
+        if kind is JAX:  # pkg/controller.v1/jax/envvar.go
+            port = self._port(specs.get("Worker"))
+            return [
+                _env("PYTHONUNBUFFERED", 1),
+                _env("COORDINATOR_PORT", port),
+                _env("COORDINATOR_ADDRESS", f"{self.name}-worker-0"),
+                _env("NUM_PROCESSES", total),
+                _env("PROCESS_ID", rep.index),
+            ]
+        if kind is TENSORFLOW:  # pkg/controller.v1/tensorflow/tensorflow.go: genTFConfigJSONStr
+            if total <= 1:
+                return []
+            cluster = {
+                rtype.lower(): [
+                    f"{self.name}-{rtype.lower()}-{i}.{self.namespace}.svc:{self._port(rspec)}"
+                    for i in range(int(rspec["replicas"]))
+                ]
+                for rtype, rspec in specs.items()
+            }
+            config = {
+                "cluster": cluster,
+                "task": {"type": rep.rtype.lower(), "index": rep.index},
+                "environment": "cloud",
+            }
+            return [_env("TF_CONFIG", json.dumps(config, sort_keys=True))]
         if kind is XGBOOST:
             env = [_env("MASTER_PORT", port), _env("MASTER_ADDR", master)]
             env += [_env("WORLD_SIZE", total), _env("RANK", rep.rank), _env("PYTHONUNBUFFERED", 1)]
@@ -487,7 +572,10 @@ class JobHandle:
                     }
                 )
         env = self._v1_env(job, rep)
-        for container in containers:
+        targets = containers
+        if self.kind is TENSORFLOW:  # TF_CONFIG goes to the container named tensorflow only
+            targets = [c for c in containers if c.get("name") == self.kind.container][:1]
+        for container in targets:
             container["env"] = list(container.get("env") or []) + copy.deepcopy(env)
         if self.kind is PYTORCH and "Master" in specs and rep.rtype == "Worker":
             master = f"{self.name}-master-0"
@@ -525,7 +613,9 @@ class JobHandle:
         runtime = self._runtime(job)
         rt_labels = (runtime.get("metadata") or {}).get("labels") or {}
         framework = rt_labels.get("trainer.kubeflow.org/framework") or (
-            "xgboost" if "xgboost" in runtime["metadata"].get("name", "") else "torch"
+            next(
+                (f for f in ("xgboost", "jax") if f in runtime["metadata"].get("name", "")), "torch"
+            )
         )
         rt_container: dict[str, Any] = {}
         for rjob in (((runtime.get("spec") or {}).get("template") or {}).get("spec") or {}).get(
@@ -541,7 +631,13 @@ class JobHandle:
         limits = {**(resources.get("requests") or {}), **(resources.get("limits") or {})}
         gpus = int(limits.get("nvidia.com/gpu", 0) or 0)
         master = f"{self.name}-node-0-0.{self.name}"
-        if framework == "xgboost":
+        if framework == "jax":  # pkg/runtime/framework/plugins/jax: one process per node
+            env = [
+                _env("JAX_NUM_PROCESSES", nodes),
+                _env_from_index("JAX_PROCESS_ID"),
+                _env("JAX_COORDINATOR_ADDRESS", f"{master}:{TRAINER_PORT}"),
+            ]
+        elif framework == "xgboost":
             env = [
                 _env("DMLC_TRACKER_URI", master),
                 _env("DMLC_TRACKER_PORT", TRAINER_PORT),
@@ -603,6 +699,13 @@ class JobHandle:
             "controller": True,
             "blockOwnerDeletion": True,
         }
+        pod_spec: dict[str, Any] = {
+            "hostname": f"{job_name}-{rep.index}",
+            "subdomain": self.name,
+            "restartPolicy": "OnFailure",
+            "containers": [container],
+        }
+        _apply_node_patches(spec, pod_spec)
         return {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -614,12 +717,7 @@ class JobHandle:
                 "annotations": annotations,
                 "ownerReferences": [owner],
             },
-            "spec": {
-                "hostname": f"{job_name}-{rep.index}",
-                "subdomain": self.name,
-                "restartPolicy": "OnFailure",
-                "containers": [container],
-            },
+            "spec": pod_spec,
         }
 
     # ---- pod lifecycle ---------------------------------------------------------------------
@@ -1142,7 +1240,7 @@ class FakeOperator:
         self._claimed: set[tuple[str, str, str]] = set()
         self._pool: ThreadPoolExecutor | None = None
         if webhooks:
-            for kind in (PYTORCH, XGBOOST):
+            for kind in V1_KINDS:
                 if "v1" in emulator.crds:
                     emulator.add_admission(kind.resource, _v1_validator(kind))
 

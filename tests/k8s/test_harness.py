@@ -382,7 +382,8 @@ def test_discovery_follows_installed_crds(kube_factory: Callable[..., KubeEmulat
     runtimes = client.CustomObjectsApi(only_v2).list_cluster_custom_object(
         G2, V2, "clustertrainingruntimes"
     )
-    assert [r["metadata"]["name"] for r in runtimes["items"]] == [
+    assert sorted(r["metadata"]["name"] for r in runtimes["items"]) == [
+        "jax-distributed",
         "torch-distributed",
         "xgboost-distributed",
     ]

@@ -85,23 +85,25 @@ class KubernetesBackend:
                 "TrainJob (--api v2) has no restart limit of its "
                 "own; set it in the runtime's failure policy, or use --api v1",
             )
-        if spec.api == "v2" and spec.framework == "xgboost" and spec.gpus > 1:
-            raise SpecError(
-                "--gpus",
-                "an XGBoost TrainJob runs one worker per GPU: use --gpus 1 and more --workers",
-            )
+        refusal = spec.framework_descriptor.check(
+            nproc_per_worker=spec.nproc_per_worker, gpus=spec.gpus, api=spec.api
+        )
+        if refusal is not None:
+            raise SpecError(*refusal)
 
     def resolve(self, spec: JobSpec, cluster: Cluster | None) -> JobSpec:
         """The spec with api, namespace, image and runtime filled in from config and cluster."""
         api = spec.api
+        if api == "auto" and spec.framework_descriptor.v2_runtime is None:
+            api = "v1"  # no TrainJob runtime for this framework: its v1 kind is the only way
         if api == "auto":
             api = cluster.choose_api("auto") if cluster is not None else "v1"
         elif cluster is not None:
             cluster.choose_api(api)
-        image = spec.image or getattr(self.settings, f"{spec.framework}_image")
+        image = spec.image or self.settings.image_for(spec.framework)
         runtime = spec.runtime if api == "v2" else None
         if api == "v2" and runtime is None:
-            runtime = getattr(self.settings, f"{spec.framework}_runtime")
+            runtime = self.settings.runtime_for(spec.framework)
         namespace = (
             spec.namespace
             or (cluster.default_namespace if cluster is not None else self.settings.namespace)
@@ -323,6 +325,25 @@ class KubernetesBackend:
             fields["failure"] = failure
         if phase != record.phase or message != record.message:
             self.store.set_phase(record.id, phase, **fields)
+
+    def describe(self) -> dict[str, Any]:
+        """The default namespace, the Kubeflow APIs served, the namespaces and allocatable GPUs.
+
+        ``available`` is False, with the ``error``, when the cluster cannot be reached.
+        """
+        info: dict[str, Any] = {"available": False, "apis": [], "namespace": None}
+        try:
+            cluster = self.cluster()
+            info.update(
+                available=True,
+                namespace=cluster.default_namespace,
+                apis=sorted(cluster.available_apis()),
+                namespaces=cluster.namespaces(),
+                gpus=cluster.allocatable(self.settings.gpu_resource_name),
+            )
+        except Exception as err:  # report why, never fail the form
+            info["error"] = str(err)
+        return info
 
     def list(self, *, limit: int = 50) -> list[JobRecord]:
         return self.store.list(limit=limit, backend=self.name)

@@ -1,9 +1,10 @@
 """Kubernetes objects for a job: the payload ConfigMap, its Secret and the Kubeflow job.
 
 Pure rendering to plain dicts (no client import), following the CRD schemas
-of kubeflow/trainer: release-1.9 for PyTorchJob / XGBoostJob, master for
-TrainJob. The worker runtime (stdlib only) and the captured cell travel in a
-ConfigMap mounted read-only at ``/opt/jupyter-training``; the job owns it.
+of kubeflow/trainer: release-1.9 for the v1 kinds (PyTorchJob, XGBoostJob,
+JAXJob, TFJob), master for TrainJob. The worker runtime and the framework
+descriptors (stdlib only) and the captured cell travel in a ConfigMap mounted
+read-only at ``/opt/jupyter-training``; the job owns it.
 ``--secret-env`` values from the kernel's environment travel in an owned Secret
 and reach the pods through ``secretKeyRef``, never as plain values.
 """
@@ -35,7 +36,9 @@ MOUNT = "/opt/jupyter-training"
 WORKDIR = "/workspace"
 PAYLOAD_KEY = "payload.bin"
 PATCH_MANAGER = "jupyter-training.io/jupyter-training"
-_RUNTIME_DIR = Path(__file__).resolve().parents[2] / "runtime"
+_PACKAGE_DIR = Path(__file__).resolve().parents[2]
+#: Stdlib-only packages the worker runtime needs in a pod: itself and the framework descriptors.
+_SHIPPED_PACKAGES = ("runtime", "frameworks")
 _POD_PACKAGE_INIT = '''"""jupyter-training in a worker pod: the worker API only."""
 
 from .runtime import is_main, local_rank, rank, report, world_size
@@ -87,8 +90,9 @@ def secret_name(job_name: str) -> str:
 def runtime_files() -> dict[str, str]:
     """The worker runtime as files relative to the mount: stdlib-only Python."""
     files = {"jupyter_training/__init__.py": _POD_PACKAGE_INIT}
-    for path in sorted(_RUNTIME_DIR.glob("*.py")):
-        files[f"jupyter_training/runtime/{path.name}"] = path.read_text()
+    for package in _SHIPPED_PACKAGES:
+        for path in sorted((_PACKAGE_DIR / package).glob("*.py")):
+            files[f"jupyter_training/{package}/{path.name}"] = path.read_text()
     return files
 
 
@@ -257,13 +261,17 @@ def _v1_job(job: JobObjects) -> dict[str, Any]:
         pod_spec["nodeSelector"] = dict(job.spec.node_selector)
     template = {"metadata": {"labels": labels(job)}, "spec": pod_spec}
     restart = "OnFailure" if job.spec.max_restarts else "Never"
-    replicas = {"Master": {"replicas": 1, "restartPolicy": restart, "template": template}}
-    if job.spec.workers > 1:
-        replicas["Worker"] = {
-            "replicas": job.spec.workers - 1,
+    master = job.target.master
+    counts = {master: 1, "Worker": job.spec.workers - 1} if master else {"Worker": job.spec.workers}
+    replicas = {
+        rtype: {
+            "replicas": count,
             "restartPolicy": restart,
             "template": copy.deepcopy(template),  # no shared (YAML-anchored) templates
         }
+        for rtype, count in counts.items()
+        if count
+    }
     run_policy: dict[str, Any] = {
         "cleanPodPolicy": job.clean_pod_policy,
         "backoffLimit": job.spec.max_restarts,
@@ -274,12 +282,8 @@ def _v1_job(job: JobObjects) -> dict[str, Any]:
         run_policy["activeDeadlineSeconds"] = math.ceil(job.spec.timeout)
     if job.spec.queue:
         run_policy["schedulingPolicy"] = {"queue": job.spec.queue, "minAvailable": job.spec.workers}
-    spec: dict[str, Any] = {"runPolicy": run_policy}
-    if job.target.kind == "PyTorchJob":
-        spec["pytorchReplicaSpecs"] = replicas
-        spec["nprocPerNode"] = "1"
-    else:
-        spec["xgbReplicaSpecs"] = replicas
+    spec: dict[str, Any] = {"runPolicy": run_policy, job.target.replica_key: replicas}
+    spec.update(job.spec.framework_descriptor.v1_spec_fields(job.spec.nproc_per_worker))
     return {
         "apiVersion": job.target.api_version,
         "kind": job.target.kind,
@@ -295,7 +299,7 @@ def _train_job(job: JobObjects) -> dict[str, Any]:
         "command": _command(job),
         "env": _env(job),
         "numNodes": job.spec.workers,
-        "numProcPerNode": 1,
+        "numProcPerNode": job.spec.nproc_per_worker,
     }
     resources = _resources(job)
     if resources:

@@ -181,6 +181,10 @@ def describe_failure(
             reason = f"rank {pod.rank} (pod {pod.name}) exited with code {code}"
         failure.update(rank=pod.rank, exit_code=code, pod=pod.name, k8s_reason=why)
         error = errors.get(pod.rank)
+        if error and isinstance(error.get("rank"), int) and error["rank"] != pod.rank:
+            # A pod of several ranks (nprocPerNode): name the process that raised.
+            failure["rank"] = error["rank"]
+            reason = reason.replace(f"rank {pod.rank} (pod", f"rank {error['rank']} (pod", 1)
         if error:
             failure.update(
                 exc_type=error.get("exc_type"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from ... import frameworks
 from ...events import FAILED, PENDING, RESTARTING, RUNNING, SUCCEEDED
 
 V1_GROUP, V1_VERSION = "kubeflow.org", "v1"
@@ -31,6 +32,11 @@ class Target:
     container: str
     port: int
     port_name: str | None
+    #: v1: the replica type holding rank 0 (then Worker i is rank i+1), or None when
+    #: every replica is a Worker and Worker i is rank i. v2 jobs have none.
+    master: str | None = None
+    #: v1: the key of the replica specs in the job's spec (``pytorchReplicaSpecs``, ...).
+    replica_key: str | None = None
 
     @property
     def api_version(self) -> str:
@@ -61,27 +67,37 @@ class Target:
             index = labels.get("training.kubeflow.org/replica-index")
             if index is None or not index.isdigit():
                 return None
-            return int(index) + (0 if kind == "master" else 1)
+            if self.master is None:
+                return int(index)
+            return int(index) + (0 if kind == self.master.lower() else 1)
         index = labels.get("batch.kubernetes.io/job-completion-index") or (
             metadata.get("annotations") or {}
         ).get("batch.kubernetes.io/job-completion-index")
         return int(index) if index is not None and index.isdigit() else None
 
 
-PYTORCH_JOB = Target(
-    "v1", "PyTorchJob", V1_GROUP, V1_VERSION, "pytorchjobs", "pytorch", 23456, "pytorchjob-port"
-)
-XGBOOST_JOB = Target(
-    "v1", "XGBoostJob", V1_GROUP, V1_VERSION, "xgboostjobs", "xgboost", 9999, "xgboostjob-port"
-)
 TRAIN_JOB = Target("v2", "TrainJob", V2_GROUP, V2_VERSION, "trainjobs", "node", 29500, None)
 
 
 def target_for(framework: str, api: str) -> Target:
-    """The job kind for ``framework`` on Kubeflow ``api`` (v1 or v2)."""
+    """The job kind for ``framework`` on Kubeflow ``api`` (v1: the framework's own kind)."""
     if api == "v2":
         return TRAIN_JOB
-    return PYTORCH_JOB if framework == "pytorch" else XGBOOST_JOB
+    kind = frameworks.get(framework).kubeflow
+    if kind is None:
+        raise ValueError(f"--framework {framework} has no Kubeflow v1 job kind; use --api v2")
+    return Target(
+        "v1",
+        kind.kind,
+        V1_GROUP,
+        V1_VERSION,
+        kind.plural,
+        kind.container,
+        kind.port,
+        kind.port_name,
+        master=kind.master,
+        replica_key=kind.replica_key,
+    )
 
 
 def job_phase(target: Target, job: dict[str, Any]) -> tuple[str | None, str]:

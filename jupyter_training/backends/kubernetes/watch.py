@@ -357,8 +357,9 @@ class JobWatch:
     def _on_line(self, rank: int, line: str) -> None:
         for event in output_events(self.job_id, rank, line):
             if event.kind == "error":
-                with self.lock:
-                    self.errors[rank] = event.data
+                with self.lock:  # by pod: a pod of several ranks keeps its first error
+                    if event.rank == rank or rank not in self.errors:
+                        self.errors[rank] = event.data
             elif event.kind == "log":
                 with self.lock:
                     self.tails.setdefault(rank, deque(maxlen=LOG_TAIL_LINES)).append(

@@ -8,7 +8,7 @@ import {
   StreamState,
   TrainingApi
 } from '../api';
-import { describeResources, elapsed } from '../format';
+import { describeResources, elapsed, worldSize } from '../format';
 import { useNow } from '../hooks';
 import { NotebookBridge } from '../notebook';
 import { emptyProgress, foldEvent, JobProgress } from '../progress';
@@ -62,7 +62,7 @@ export function JobDetails({
   notebooks: NotebookBridge;
   onBack: () => void;
 }): JSX.Element {
-  const progress = useJobProgress(stream, job.id, job.workers);
+  const progress = useJobProgress(stream, job.id, worldSize(job));
   const finished = FINISHED_PHASES.has(job.phase);
   const now = useNow(!finished);
   const [cell, setCell] = useState<string | null>(null);
@@ -120,7 +120,7 @@ export function JobDetails({
         </div>
       )}
       <RankTable ranks={progress.ranks} />
-      <LogViewer lines={progress.log} ranks={Math.max(job.workers, progress.ranks.length)} />
+      <LogViewer lines={progress.log} ranks={Math.max(worldSize(job), progress.ranks.length)} />
       {cell !== null && (
         <details className="jp-TrainingDetails-cell">
           <summary>Cell</summary>

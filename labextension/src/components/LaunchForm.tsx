@@ -41,6 +41,7 @@ export function LaunchForm({
   const [cluster, setCluster] = useState<ClusterInfo | null>(null);
   const [framework, setFramework] = useState<LaunchOptions['framework']>('pytorch');
   const [workers, setWorkers] = useState('2');
+  const [nproc, setNproc] = useState('1');
   const [gpus, setGpus] = useState('0');
   const [backend, setBackend] = useState('local');
   const [image, setImage] = useState('');
@@ -60,6 +61,9 @@ export function LaunchForm({
   }, [api]);
 
   const backends = cluster ? Object.keys(cluster.backends) : FALLBACK_BACKENDS;
+  // The server's list (one entry per framework module); until it answers, only the current choice.
+  const frameworks = cluster?.frameworks ?? [];
+  const chosen = frameworks.find(f => f.name === framework);
   const backendInfo = cluster?.backends[backend];
   const onKubernetes = backend === 'kubernetes';
   const limits = cluster?.limits;
@@ -72,6 +76,7 @@ export function LaunchForm({
       await notebooks.launchActiveCell({
         framework,
         workers: parseCount(workers, 'Workers', 1, limits?.max_workers),
+        nprocPerWorker: parseCount(nproc, 'Processes per worker', 1),
         gpus: parseCount(gpus, 'GPUs per worker', 0, limits?.max_gpus_per_worker),
         backend,
         image: onKubernetes ? image.trim() : undefined,
@@ -92,10 +97,15 @@ export function LaunchForm({
         <select
           data-testid="jt-launch-framework"
           value={framework}
-          onChange={event => setFramework(event.target.value as LaunchOptions['framework'])}
+          title={chosen?.summary ?? ''}
+          onChange={event => setFramework(event.target.value)}
         >
-          <option value="pytorch">PyTorch</option>
-          <option value="xgboost">XGBoost</option>
+          {frameworks.length === 0 && <option value={framework}>{framework}</option>}
+          {frameworks.map(f => (
+            <option key={f.name} value={f.name} title={f.summary}>
+              {f.title}
+            </option>
+          ))}
         </select>
       </label>
       <label>
@@ -107,6 +117,16 @@ export function LaunchForm({
           max={limits?.max_workers}
           value={workers}
           onChange={event => setWorkers(event.target.value)}
+        />
+      </label>
+      <label title="Ranks per worker, as torchrun's --nproc-per-node">
+        Processes per worker
+        <input
+          data-testid="jt-launch-nproc"
+          type="number"
+          min={1}
+          value={nproc}
+          onChange={event => setNproc(event.target.value)}
         />
       </label>
       <label>
@@ -155,7 +175,7 @@ export function LaunchForm({
             <input
               data-testid="jt-launch-image"
               value={image}
-              placeholder={cluster?.images[framework] ?? ''}
+              placeholder={chosen?.image ?? ''}
               onChange={event => setImage(event.target.value)}
             />
           </label>

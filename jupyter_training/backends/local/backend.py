@@ -16,15 +16,17 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
-from ..events import FAILED, Event
-from ..runtime.payload import Payload
-from ..settings import TrainingSettings
-from ..spec import JobSpec
-from ..store import JobRecord, JobStore, new_job_id, pending_record
-from .base import SubmitError
-from .local_files import JobFiles
-from .supervisor import process_start_time, visible_gpu_ids, wait_for_exit, worker_env
+from ...events import FAILED, Event
+from ...runtime.payload import Payload
+from ...settings import TrainingSettings
+from ...spec import JobSpec
+from ...store import JobRecord, JobStore, new_job_id, pending_record
+from ..base import SubmitError
+from .files import JobFiles
+from .host import process_start_time, visible_gpu_ids, wait_for_exit
+from .supervisor import worker_env
 
 SUPERVISOR_START_SECONDS = 10.0
 
@@ -60,13 +62,16 @@ class LocalBackend:
         gpu_ids = visible_gpu_ids()
         names = ", ".join(payload.names()) or "none"
         lines = [
-            f"# local job: {spec.workers} {spec.framework} worker process(es) under a detached "
-            "supervisor",
+            f"# local job: {spec.workers} {spec.framework} worker(s) x {spec.nproc_per_worker} "
+            f"process(es) = {spec.world_size} rank(s) under a detached supervisor",
             f"# payload: {payload.nbytes()} bytes; notebook names: {names}",
             f"# files: {', '.join(p for p, _ in payload.files) or 'none'}",
         ]
-        for rank in range(spec.workers):
-            env = worker_env("<job-id>", spec.to_dict(), rank, 0, gpu_ids, {}, "<job-dir>/files")
+        ports = (0,) * spec.framework_descriptor.ports_needed(spec.world_size)
+        for rank in range(spec.world_size):
+            env = worker_env(
+                "<job-id>", spec.to_dict(), rank, ports, gpu_ids, {}, "<job-dir>/files"
+            )
             env.update({k: "<free port>" for k, v in env.items() if k.endswith("_PORT")})
             env.update({k: "<secret, from the kernel's environment>" for k in spec.secret_env})
             lines.append(f"rank {rank}: {sys.executable} -m jupyter_training.runtime payload.bin")
@@ -107,7 +112,7 @@ class LocalBackend:
         command = [
             sys.executable,
             "-m",
-            "jupyter_training.backends.supervisor",
+            "jupyter_training.backends.local.supervisor",
             "--db",
             str(self.store.path),
             "--job",
@@ -160,6 +165,10 @@ class LocalBackend:
     def list(self, *, limit: int = 50) -> list[JobRecord]:
         return self.store.list(limit=limit, backend=self.name)
 
+    def describe(self) -> dict[str, Any]:
+        """Always available: this machine's visible GPUs and its CPU count."""
+        return {"available": True, "gpus": len(visible_gpu_ids()), "cpus": os.cpu_count()}
+
     def events(
         self, job_id: str, *, follow: bool = True, stop: threading.Event | None = None
     ) -> Iterator[Event]:
@@ -167,7 +176,7 @@ class LocalBackend:
         alive = None if record.is_terminal else lambda: not self.get(record.id).is_terminal
         return self.files(record.id).follow(
             record.id,
-            record.workers,
+            record.world_size,
             follow=follow and not record.is_terminal,
             alive=alive,
             stop=stop,

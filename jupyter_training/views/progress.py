@@ -12,8 +12,8 @@ import dataclasses
 import time
 from collections import deque
 
-from .events import PENDING, TERMINAL_PHASES, Event
-from .store import JobRecord
+from ..events import PENDING, TERMINAL_PHASES, Event
+from ..store import JobRecord
 
 DEFAULT_MAX_LINES = 2000
 DEFAULT_MAX_POINTS = 1000
@@ -51,7 +51,7 @@ class JobProgress:
         self.message = record.message
         self.started = record.started
         self.finished = record.finished
-        self.ranks: dict[int, RankState] = {r: RankState() for r in range(record.workers)}
+        self.ranks: dict[int, RankState] = {r: RankState() for r in range(record.world_size)}
         self.series: dict[str, dict[int, list[tuple[float, float]]]] = {}
         self.max_points = max_points
         self.lines: deque[tuple[int | None, str]] = deque(maxlen=max_lines)

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from ..events import Event, LineSplitter, output_events
-from ..runtime import records
+from ...events import Event, LineSplitter, output_events
+from ...runtime import records
 
 TAIL_SECONDS = 0.02
 TAIL_BYTES = 64 * 1024

@@ -1,7 +1,7 @@
 """The detached supervisor of one local job.
 
 Started by :class:`~jupyter_training.backends.local.LocalBackend` as
-``python -m jupyter_training.backends.supervisor``, it forks away from the
+``python -m jupyter_training.backends.local.supervisor``, it forks away from the
 kernel (so the job survives it), spawns one worker process per rank with the
 Kubeflow env contract, writes phase and worker events, stops every rank when
 one fails (SIGTERM, then SIGKILL), restarts the whole group up to
@@ -13,18 +13,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import os
-import select
 import signal
-import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..events import (
+from ... import frameworks
+from ...events import (
     CANCELLED,
     FAILED,
     RESTARTING,
@@ -33,60 +32,68 @@ from ..events import (
     Event,
     phase_event,
 )
-from ..runtime import records
-from ..runtime.masking import ENV_NAMES as SECRET_ENV_NAMES
-from ..store import JobStore
-from .local_files import JobFiles
+from ...frameworks import Placement
+from ...runtime import records
+from ...runtime.masking import ENV_NAMES as SECRET_ENV_NAMES
+from ...store import JobStore
+from .files import JobFiles
+from .host import (
+    die_with_parent,
+    exit_fd,
+    free_ports,
+    oom_kills,
+    process_start_time,
+    signal_groups,
+    signal_name,
+    visible_gpu_ids,
+    wait_readable,
+)
 
 POLL_SECONDS = 0.02
 #: Longest the supervisor sleeps without looking (a worker's exit or a signal wakes it sooner).
 IDLE_SECONDS = 1.0
 #: Kernel variables that must not leak into workers.
 _KERNEL_ONLY_ENV = ("MPLBACKEND", "JPY_PARENT_PID", "JPY_SESSION_NAME", "PYDEVD_USE_FRAME_EVAL")
-_PR_SET_PDEATHSIG = 1
-
-
-def visible_gpu_ids(environ: dict[str, str] | None = None) -> list[str]:
-    """GPU ids this process may hand out: ``CUDA_VISIBLE_DEVICES`` or ``nvidia-smi``."""
-    environ = os.environ if environ is None else environ
-    if "CUDA_VISIBLE_DEVICES" in environ:
-        return [d.strip() for d in environ["CUDA_VISIBLE_DEVICES"].split(",") if d.strip()]
-    try:
-        listing = subprocess.run(
-            ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [line.strip() for line in listing.splitlines() if line.strip()]
 
 
 def worker_env(
     job_id: str,
     spec: dict[str, Any],
     rank: int,
-    port: int,
+    ports: Sequence[int],
     gpu_ids: list[str],
     base: dict[str, str],
     files_dir: str = "",
     result_limit: int | None = None,
+    restart_count: int = 0,
 ) -> dict[str, str]:
-    """The environment of ``rank``: the Kubeflow contract for the spec's framework."""
-    world = spec["workers"]
+    """The environment of global ``rank``: its framework's contract, our runtime's names.
+
+    A worker is a "node": its ``nproc_per_worker`` processes share the worker's
+    GPUs (``CUDA_VISIBLE_DEVICES``) and pick theirs by ``LOCAL_RANK``, as under
+    torchrun on one node or in a PyTorchJob pod.
+    """
+    framework = frameworks.get(spec["framework"])
+    nproc = int(spec.get("nproc_per_worker") or 1)
+    place = Placement(
+        job_id=job_id,
+        rank=rank,
+        nnodes=spec["workers"],
+        nproc_per_node=nproc,
+        ports=tuple(ports),
+        restart_count=restart_count,
+        max_restarts=spec.get("max_restarts", 0),
+    )
     gpus = spec["gpus"]
     env = {k: v for k, v in base.items() if k not in _KERNEL_ONLY_ENV}
     env.update(spec.get("env") or {})
+    env.update(framework.local_env(place))
     env.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        WORLD_SIZE=str(world),
-        RANK=str(rank),
         PYTHONUNBUFFERED="1",
-        CUDA_VISIBLE_DEVICES=",".join(gpu_ids[rank * gpus : (rank + 1) * gpus]),
-        JUPYTER_TRAINING_FRAMEWORK=spec["framework"],
+        CUDA_VISIBLE_DEVICES=",".join(
+            gpu_ids[place.node_rank * gpus : (place.node_rank + 1) * gpus]
+        ),
+        JUPYTER_TRAINING_FRAMEWORK=framework.name,
         JUPYTER_TRAINING_JOB_ID=job_id,
         JUPYTER_TRAINING_FILES_DIR=files_dir,
         JUPYTER_TRAINING_OUT=",".join(spec.get("out") or ()),
@@ -98,98 +105,13 @@ def worker_env(
     if "OMP_NUM_THREADS" not in env:
         # Like torchrun: N workers on one machine share its cores; without this each
         # worker's intra-op pool takes every core and they slow each other down.
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // max(1, world)))
-    if spec["framework"] == "pytorch":
-        # One process per "node", as in a PyTorchJob or TrainJob pod: LOCAL_RANK 0
-        # is this worker's first (and only visible) GPU.
-        env.update(
-            LOCAL_RANK="0",
-            LOCAL_WORLD_SIZE="1",
-            PET_NNODES=str(world),
-            PET_NPROC_PER_NODE="1",
-            PET_NODE_RANK=str(rank),
-            PET_MASTER_ADDR="127.0.0.1",
-            PET_MASTER_PORT=str(port),
-        )
-    else:
-        env.update(
-            WORKER_ADDRS=",".join(["127.0.0.1"] * (world - 1)),
-            WORKER_PORT=str(port),
-            DMLC_TRACKER_URI="127.0.0.1",
-            DMLC_TRACKER_PORT=str(port),
-            DMLC_TASK_ID=str(rank),
-            DMLC_NUM_WORKER=str(world),
-        )
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // max(1, place.world_size)))
     return env
 
 
-def free_port() -> int:
-    """A TCP port on loopback that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def process_start_time(pid: int) -> str | None:
-    """Start-time stamp of a live ``pid`` (tells it from a reused pid); None if gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return None if fields[0] in ("Z", "X") else fields[19]  # a zombie is not alive
-
-
-def wait_readable(fds: list[int], timeout: float) -> None:
-    """Sleep until one of ``fds`` is readable or ``timeout`` seconds pass."""
-    poller = select.poll()
-    for fd in fds:
-        poller.register(fd, select.POLLIN)
-    poller.poll(max(0, int(timeout * 1000)))
-
-
-def exit_fd(pid: int) -> int | None:
-    """A pidfd that turns readable when ``pid`` exits (None where the OS has none)."""
-    try:
-        return os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        return None
-
-
-def wait_for_exit(process: subprocess.Popen[bytes], timeout: float) -> int | None:
-    """``process``'s exit code once it exits, None after ``timeout`` seconds.
-
-    Woken by the exit itself (a pidfd) rather than :meth:`Popen.wait`'s polling,
-    whose sleeps grow to 50 ms.
-    """
-    fd = exit_fd(process.pid)
-    if fd is None:
-        try:
-            return process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return None
-    try:
-        wait_readable([fd], timeout)
-    finally:
-        os.close(fd)
-    return process.poll()
-
-
-def oom_kills() -> int | None:
-    """How many processes the kernel's OOM killer has killed since boot (None if unknown)."""
-    try:
-        with open("/proc/vmstat") as stats:
-            for line in stats:
-                if line.startswith("oom_kill "):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return None
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGKILL if the supervisor dies."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def world_size(spec: dict[str, Any]) -> int:
+    """Processes in a job: workers x processes per worker."""
+    return spec["workers"] * int(spec.get("nproc_per_worker") or 1)
 
 
 class Supervisor:
@@ -259,27 +181,33 @@ class Supervisor:
             return
 
     def run_attempt(self, attempt: int, gpu_ids: list[str]) -> tuple[str, dict[str, Any]]:
-        port = free_port()
         base_env = dict(os.environ)
-        for rank in range(self.spec["workers"]):
+        world = world_size(self.spec)
+        ports = free_ports(frameworks.get(self.spec["framework"]).ports_needed(world))
+        for rank in range(world):
             self.workers[rank] = self.spawn(
                 rank,
                 worker_env(
                     self.job_id,
                     self.spec,
                     rank,
-                    port,
+                    ports,
                     gpu_ids,
                     base_env,
                     str(self.files.shipped),
                     self.result_limit,
+                    restart_count=attempt,
                 ),
             )
         now = time.time()
         if attempt == 0:
             timeout = self.spec.get("timeout")
             self.deadline = now + timeout if timeout else None
-            self.set_phase(RUNNING, f"{self.spec['workers']} worker(s) started", started=now)
+            started = f"{self.spec['workers']} worker(s) started"
+            if world != self.spec["workers"]:
+                started = f"{self.spec['workers']} worker(s) x {world // self.spec['workers']} "
+                started += f"processes ({world} ranks) started"
+            self.set_phase(RUNNING, started, started=now)
         else:
             self.set_phase(RUNNING, f"attempt {attempt + 1}: all workers restarted")
         return self.watch()
@@ -294,7 +222,7 @@ class Supervisor:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         fd = exit_fd(process.pid)
         if fd is not None:
@@ -354,7 +282,7 @@ class Supervisor:
     def describe_failure(self, rank: int, code: int) -> dict[str, Any]:
         oom_killed = False
         if code < 0:
-            name = _signal_name(-code)
+            name = signal_name(-code)
             reason = f"rank {rank} was killed by {name}"
             kills = oom_kills()
             before = self.oom_kills_before
@@ -386,11 +314,11 @@ class Supervisor:
 
     def stop_workers(self) -> None:
         """SIGTERM every worker's process group, then SIGKILL what is left."""
-        _signal_groups(self.workers.values(), signal.SIGTERM)
+        signal_groups(self.workers.values(), signal.SIGTERM)
         end = time.time() + self.grace
         while time.time() < end and any(p.poll() is None for p in self.workers.values()):
             time.sleep(POLL_SECONDS)
-        _signal_groups(self.workers.values(), signal.SIGKILL)
+        signal_groups(self.workers.values(), signal.SIGKILL)
         reported = getattr(self, "exited", {})
         for rank, process in self.workers.items():
             code = process.wait()
@@ -402,19 +330,6 @@ class Supervisor:
         self.workers = {}
         self.exited = {}
         self.exit_fds = {}
-
-
-def _signal_groups(processes: Any, signum: int) -> None:
-    for process in processes:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signum)
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
 
 
 def main(argv: list[str] | None = None) -> None:

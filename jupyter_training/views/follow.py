@@ -15,9 +15,9 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-from .client import TrainingClient
-from .events import Event
-from .results import ResultCollector
+from ..client import TrainingClient
+from ..events import Event
+from ..results import ResultCollector
 
 TICK_SECONDS = 0.1
 QUEUE_LIMIT = 10_000

@@ -1,0 +1,112 @@
+"""One pod, several ranks: the runtime as the node's launcher (torchrun's job in a pod).
+
+When a pod is asked for more than one process (PyTorchJob ``nprocPerNode``,
+TrainJob ``numProcPerNode``), the runtime started by the pod's command starts
+that many copies of itself, each with its own ``LOCAL_RANK`` and global
+``RANK``, and tags every line they print with their rank, so the pod's one log
+stream still tells the ranks apart. A failing rank stops the others and the
+pod exits with its code. Stdlib only.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping
+
+#: Prefix of a line one of a pod's ranks printed: ``<GS>jt-rank N <line>``.
+RANK_TAG = "\x1djt-rank "
+#: Set in the children: they run the cell, not another launcher.
+CHILD_ENV = "JUPYTER_TRAINING_NODE_CHILD"
+STOP_GRACE_SECONDS = 5.0
+
+
+def tag(rank: int, line: str) -> str:
+    return f"{RANK_TAG}{rank} {line}"
+
+
+def untag(line: str) -> tuple[int | None, str]:
+    """(rank, line) of a tagged line; (None, line) for any other."""
+    if not line.startswith(RANK_TAG):
+        return None, line
+    number, _, rest = line[len(RANK_TAG) :].partition(" ")
+    return (int(number), rest) if number.isdigit() else (None, line)
+
+
+def run_node(payload: str, envs: list[Mapping[str, str]]) -> int:
+    """Run one rank per env in ``envs`` on this node; the exit code of the first to fail."""
+    lock = threading.Lock()
+    processes = []
+    for env in envs:
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "jupyter_training.runtime", payload],
+                env={**env, CHILD_ENV: "1"},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    failed: list[int] = []
+    done = threading.Event()
+
+    def relay(rank: int, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None
+        for raw in process.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            with lock:
+                sys.stdout.write(tag(rank, line) + "\n")
+                sys.stdout.flush()
+        code = process.wait()
+        if code != 0:
+            with lock:
+                failed.append(code)
+            done.set()
+
+    readers = [
+        threading.Thread(target=relay, args=(int(env["RANK"]), process), daemon=True)
+        for env, process in zip(envs, processes, strict=True)
+    ]
+    for reader in readers:
+        reader.start()
+    previous = signal.signal(signal.SIGTERM, lambda *_: _stop(processes))  # pod deleted
+    try:
+        while any(reader.is_alive() for reader in readers):
+            if done.wait(0.1):
+                _stop(processes)  # one rank failed: the node's others cannot go on
+                break
+        for reader in readers:
+            reader.join()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return failed[0] if failed else 0
+
+
+def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def node_envs(env: Mapping[str, str], nproc: int, node_rank: int, nnodes: int) -> list[dict]:
+    """The env of each of this node's ``nproc`` ranks, torchrun's way."""
+    result = []
+    for local in range(nproc):
+        child = dict(env)
+        child.update(
+            LOCAL_RANK=str(local),
+            LOCAL_WORLD_SIZE=str(nproc),
+            RANK=str(node_rank * nproc + local),
+            GROUP_RANK=str(node_rank),
+            WORLD_SIZE=str(nnodes * nproc),
+            GROUP_WORLD_SIZE=str(nnodes),
+        )
+        result.append(child)
+    return result
