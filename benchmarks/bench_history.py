@@ -44,7 +44,7 @@ def fill(store_path, jobs: int) -> None:
     from jupyter_training.store import JobStore, _to_row, pending_record
 
     JobStore(store_path)  # creates the schema
-    spec = JobSpec(workers=4).to_dict()
+    spec = JobSpec(workers=4)
     template = _to_row(pending_record("0" * 12, spec, CELL, notebook="train.ipynb", workdir="/"))
     columns = list(template)
     failure = json.dumps(

@@ -45,6 +45,7 @@ TEARDOWN_ABORT = ("terminate called without an active exception", "SIGABRT")
 
 def run(quick: bool) -> list[dict]:
     from jupyter_training.backends.local.supervisor import worker_env
+    from jupyter_training.spec import JobSpec
 
     work = scratch("launch")
     script = work / "script.py"
@@ -88,7 +89,7 @@ def run(quick: bool) -> list[dict]:
             return torchrun(workers, script)
 
         def floor(workers: int = workers) -> float:
-            spec = {"workers": workers, "gpus": 0, "framework": "pytorch"}
+            spec = JobSpec(workers=workers)
             port = free_port()
             envs = [
                 worker_env("floor", spec, rank, (port,), [], dict(os.environ))

@@ -141,9 +141,7 @@ class TrainingClient:
         try:
             self.store.get(job_id)
         except KeyError:
-            record = pending_record(
-                job_id, spec.to_dict(), cell, notebook=notebook, workdir=workdir
-            )
+            record = pending_record(job_id, spec, cell, notebook=notebook, workdir=workdir)
             record.phase, record.message, record.finished = FAILED, reason, time.time()
             record.failure = {"reason": reason}
             self.store.add(record)

@@ -314,7 +314,7 @@ class TrainingMagics(Magics):
             raise JobCancelledError(final)
         if final.phase != SUCCEEDED:
             raise job_error(final, self.shell.user_ns)
-        wanted = out if out is not None else list(final.spec.get("out") or [])
+        wanted = out if out is not None else list(final.spec.out)
         self._bring_home(final, follower, wanted)
 
     def _bring_home(self, record: JobRecord, follower: Follower, names: list[str]) -> None:

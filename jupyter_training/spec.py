@@ -236,6 +236,23 @@ class JobSpec:
             )
         return cls(**data)
 
+    @classmethod
+    def from_record(cls, data: Mapping[str, Any]) -> JobSpec:
+        """A spec read back from the job history, validated when it still is valid.
+
+        History outlives versions: a spec that today's rules refuse (a framework
+        no longer installed, a limit since tightened) is kept as it was recorded,
+        unvalidated, so listing old jobs never fails.
+        """
+        try:
+            return cls.from_dict(data)
+        except (SpecError, TypeError):
+            spec = object.__new__(cls)
+            for field in dataclasses.fields(cls):
+                value = data.get(field.name, JOBSPEC_DEFAULTS[field.name])
+                object.__setattr__(spec, field.name, value)
+            return spec
+
     def to_dict(self) -> dict[str, Any]:
         """The spec as JSON-ready data (``from_dict`` reverses it)."""
         data = dataclasses.asdict(self)

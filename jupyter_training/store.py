@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .events import PENDING, TERMINAL_PHASES
+from .spec import JobSpec
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -69,7 +70,7 @@ class JobRecord:
     backend: str
     workers: int
     gpus: int
-    spec: dict[str, Any]
+    spec: JobSpec
     cell: str
     notebook: str | None = None
     workdir: str | None = None
@@ -90,7 +91,7 @@ class JobRecord:
     @property
     def nproc_per_worker(self) -> int:
         """Processes per worker (1 for jobs recorded before the setting existed)."""
-        return int(self.spec.get("nproc_per_worker") or 1)
+        return int(self.spec.nproc_per_worker)
 
     @property
     def world_size(self) -> int:
@@ -253,16 +254,16 @@ class JobStore:
             return db.execute(f"SELECT COUNT(*) FROM jobs {clauses}", params).fetchone()[0]
 
 
-def pending_record(job_id: str, spec: dict[str, Any], cell: str, **fields: Any) -> JobRecord:
+def pending_record(job_id: str, spec: JobSpec, cell: str, **fields: Any) -> JobRecord:
     """A new Pending record for ``spec``."""
     return JobRecord(
         id=job_id,
-        name=spec.get("name") or f"job-{job_id}",
+        name=spec.name or f"job-{job_id}",
         phase=PENDING,
-        framework=spec["framework"],
-        backend=spec["backend"],
-        workers=spec["workers"],
-        gpus=spec["gpus"],
+        framework=spec.framework,
+        backend=spec.backend,
+        workers=spec.workers,
+        gpus=spec.gpus,
         spec=spec,
         cell=cell,
         **fields,
@@ -270,7 +271,8 @@ def pending_record(job_id: str, spec: dict[str, Any], cell: str, **fields: Any) 
 
 
 def _to_row(record: JobRecord) -> dict[str, Any]:
-    row = dataclasses.asdict(record)
+    row = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
+    row["spec"] = record.spec.to_dict()
     for key in _JSON_FIELDS:
         row[key] = json.dumps(row[key])
     return row
@@ -280,6 +282,7 @@ def _from_row(row: sqlite3.Row) -> JobRecord:
     data = dict(row)
     for key in _JSON_FIELDS:
         data[key] = json.loads(data[key]) if data[key] is not None else None
+    data["spec"] = JobSpec.from_record(data["spec"] or {})
     return JobRecord(**data)
 
 

@@ -115,7 +115,7 @@ from jupyter_training.spec import JobSpec
 from jupyter_training.store import JobStore, new_job_id, pending_record
 store = JobStore({str(path)!r})
 while True:
-    record = store.add(pending_record(new_job_id(), JobSpec().to_dict(), "x" * 10000))
+    record = store.add(pending_record(new_job_id(), JobSpec(), "x" * 10000))
     store.set_phase(record.id, "Running", message="m" * 1000)
 """,
         ]
@@ -131,7 +131,7 @@ while True:
     records = store.list(limit=100_000)
     assert records, "the writer recorded nothing before it was killed"
     assert {r.phase for r in records} <= {"Pending", "Running"}
-    store.add(pending_record("feedbeef0001", JobSpec().to_dict(), "after"))
+    store.add(pending_record("feedbeef0001", JobSpec(), "after"))
     assert store.get("feedbeef0001").cell == "after"
 
 

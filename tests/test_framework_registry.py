@@ -16,8 +16,8 @@ from jupyter_training.frameworks import Placement
 from jupyter_training.spec import JobSpec, SpecError
 
 
-def env_of(framework: str, rank: int, workers: int = 2, nproc: int = 1, **spec) -> dict:
-    spec = {"framework": framework, "workers": workers, "gpus": 0, "nproc_per_worker": nproc}
+def env_of(framework: str, rank: int, workers: int = 2, nproc: int = 1) -> dict:
+    spec = JobSpec(framework=framework, workers=workers, nproc_per_worker=nproc)
     ports = tuple(range(40000, 40000 + frameworks.get(framework).ports_needed(workers * nproc)))
     return worker_env("job1", spec, rank, ports, [], {})
 
@@ -57,13 +57,13 @@ def test_local_pytorch_worker_env_is_a_superset_of_torchruns():
 
 
 def test_restarts_are_counted_as_torchrun_counts_them():
-    spec = {"framework": "pytorch", "workers": 2, "gpus": 0, "max_restarts": 3}
+    spec = JobSpec(workers=2, max_restarts=3)
     env = worker_env("j", spec, 0, (1,), [], {}, restart_count=2)
     assert (env["TORCHELASTIC_RESTART_COUNT"], env["TORCHELASTIC_MAX_RESTARTS"]) == ("2", "3")
 
 
 def test_gpus_belong_to_the_worker_and_its_processes_share_them():
-    spec = {"framework": "pytorch", "workers": 2, "gpus": 2, "nproc_per_worker": 2}
+    spec = JobSpec(workers=2, gpus=2, nproc_per_worker=2)
     gpus = ["0", "1", "2", "3"]
     visible = [worker_env("j", spec, r, (1,), gpus, {})["CUDA_VISIBLE_DEVICES"] for r in range(4)]
     assert visible == ["0,1", "0,1", "2,3", "2,3"]  # LOCAL_RANK picks one, as under torchrun
@@ -217,6 +217,19 @@ def test_a_fifth_framework_is_one_module(tmp_path, monkeypatch, ip):
         module.unlink()
         frameworks._registry.cache_clear()
         sys.modules.pop("jupyter_training.frameworks.echo", None)
+
+
+def test_history_keeps_a_spec_todays_rules_refuse(tmp_path):
+    from jupyter_training.store import JobStore, _to_row, pending_record
+
+    store = JobStore(tmp_path / "jobs.db")
+    record = store.add(pending_record("abcdefabcdef", JobSpec(), "pass"))
+    row = _to_row(record)
+    assert json.loads(row["spec"])["framework"] == "pytorch"
+    old = {**JobSpec().to_dict(), "framework": "mxnet", "workers": 0}
+    spec = JobSpec.from_record(old)  # a job recorded by another version
+    assert (spec.framework, spec.workers, spec.nproc_per_worker) == ("mxnet", 0, 1)
+    assert isinstance(store.get("abcdefabcdef").spec, JobSpec)
 
 
 def test_placement_ranks():

@@ -7,29 +7,18 @@ from __future__ import annotations
 import json
 
 import pytest
-from IPython.utils.capture import capture_output
 
 from jupyter_training.client import TrainingClient
 from jupyter_training.spec import JobSpec, SpecError
 
 from k8s.fixtures import *  # noqa: F403 - pytest fixtures: kube, kubeconfig, operator, ...
-from k8s.kubelet import run_pods_like_a_kubelet
+from k8s.kubelet import run_cell_on_cluster
 
 NS = "default"
 
 
-def run_on_cluster(ip, operator, kube, tmp_path, kind: str, line: str, cell: str) -> str:
-    def kubelet():
-        job = operator.wait_for_job(kind, NS, timeout=30)
-        job.create_pods()
-        run_pods_like_a_kubelet(kube, job, tmp_path)
-        return job
-
-    done = operator.background(kubelet)
-    with capture_output() as captured:
-        ip.run_cell_magic("train_distributed", f"--backend kubernetes {line}", cell)
-    job = done.result(60)
-    return captured.stdout, job
+def run_on_cluster(ip, operator, kube, tmp_path, kind: str, line: str, cell: str):
+    return run_cell_on_cluster(ip, operator, kube, tmp_path, kind, line, cell)
 
 
 JAX_CELL = (

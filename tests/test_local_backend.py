@@ -86,7 +86,7 @@ def test_more_gpus_than_the_machine_has_is_refused_and_recorded(client, monkeypa
     (failed,) = client.list()
     assert failed.phase == FAILED
     assert failed.cell == "print('hi')"
-    assert failed.spec["gpus"] == 1
+    assert failed.spec.gpus == 1
 
 
 def test_output_streams_per_rank_in_order(client):

@@ -168,7 +168,7 @@ def test_local_job_gets_the_value_and_nothing_keeps_it(settings, token):
     assert "***" in final.failure["traceback"]
     assert token not in json.dumps([e.data for e in events])
     assert token not in json.dumps(final.failure)
-    assert final.spec["secret_env"] == {NAME: ""}  # the name is kept, the value is not
+    assert final.spec.secret_env == {NAME: ""}  # the name is kept, the value is not
     assert assert_nowhere_on_disk(Path(settings.store_dir), token) >= 5  # db, feed, logs, payload
 
 
@@ -180,7 +180,7 @@ def test_magic_refuses_a_missing_secret_and_keeps_the_cell(ip, monkeypatch):
         )
     (record,) = ip.magics_manager.registry["TrainingMagics"].client.list()
     assert (record.phase, record.name, record.cell) == (FAILED, "keep-spec", "pass")
-    assert record.spec["secret_env"] == {"JT_MISSING_TOKEN": ""}
+    assert record.spec.secret_env == {"JT_MISSING_TOKEN": ""}
 
 
 def test_magic_runs_with_a_secret_and_dry_run_hides_it(ip, token):
@@ -194,7 +194,7 @@ def test_magic_runs_with_a_secret_and_dry_run_hides_it(ip, token):
     assert "[rank 0] plain ***" in captured.stdout
     assert token not in captured.stdout + captured.stderr + str(caught.value)
     assert "token rejected: ***" in str(caught.value)
-    assert magics.client.list()[0].spec["secret_env"] == {NAME: ""}
+    assert magics.client.list()[0].spec.secret_env == {NAME: ""}
 
 
 # -- Kubernetes ------------------------------------------------------------------------------
@@ -249,7 +249,7 @@ def test_kubernetes_secret_is_owned_and_referenced_never_inlined(client, kube, t
     plain = {e["name"]: e["value"] for e in env if "value" in e}
     assert plain["JUPYTER_TRAINING_SECRET_ENV"] == f"{NAME},DB_PASSWORD"
     configmap = kube.get("configmaps", NS, "sec-payload")
-    for blob in (json.dumps(job), json.dumps(configmap), json.dumps(record.spec)):
+    for blob in (json.dumps(job), json.dumps(configmap), json.dumps(record.spec.to_dict())):
         assert token not in blob and base64.b64encode(token.encode()).decode() not in blob
     client.cancel(record.id)
     assert kube.get("secrets", NS, "sec-secret-env") is None

@@ -10,7 +10,7 @@ from jupyter_training.store import JobNotFound, JobStore, new_job_id, pending_re
 
 
 def make(store, **spec):
-    record = pending_record(new_job_id(), JobSpec(**spec).to_dict(), "print(1)")
+    record = pending_record(new_job_id(), JobSpec(**spec), "print(1)")
     return store.add(record)
 
 
@@ -18,7 +18,7 @@ def test_records_survive_a_new_store_object(tmp_path):
     first = JobStore(tmp_path / "jobs.db")
     record = make(first, workers=3, name="keep-me")
     again = JobStore(tmp_path / "jobs.db").get(record.id)
-    assert (again.name, again.workers, again.cell, again.spec["workers"]) == (
+    assert (again.name, again.workers, again.cell, again.spec.workers) == (
         "keep-me",
         3,
         "print(1)",

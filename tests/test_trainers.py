@@ -1,14 +1,18 @@
 """High-level trainers that find their launcher in the environment run unmodified.
 
-Each cell is written as for a PyTorchJob or torchrun; each test asserts that the
-ranks formed one group: the world size the trainer saw and identical weights
-after training on different shards.
+Each cell is written as for a PyTorchJob or torchrun and runs twice: on the local
+backend, and as a PyTorchJob whose pods the Kubernetes tests' kubelet runs. Each
+test asserts that the ranks formed one group: the world size the trainer saw and
+identical weights after training on different shards.
 """
 
 from __future__ import annotations
 
 import pytest
 import torch
+
+from k8s.fixtures import *  # noqa: F403 - pytest fixtures: kube, kubeconfig, operator, ...
+from k8s.kubelet import run_cell_on_cluster
 
 pytest.importorskip("torch")
 
@@ -17,6 +21,19 @@ def run(ip, source):
     result = ip.run_cell(source, store_history=True)
     result.raise_error()
     return result
+
+
+@pytest.fixture(params=["local", "kubernetes"])
+def launch(request, ip, tmp_path):
+    """Run a training cell on 2 workers, locally or as a PyTorchJob's pods."""
+    if request.param == "local":
+        return lambda cell: run(ip, "%%train_distributed --framework pytorch --workers 2\n" + cell)
+    request.getfixturevalue("kubeconfig")
+    kube, operator = request.getfixturevalue("kube"), request.getfixturevalue("operator")
+    pods = tmp_path / "pods"
+    pods.mkdir()
+    line = "--framework pytorch --api v1 --workers 2 --timeout 120"
+    return lambda cell: run_cell_on_cluster(ip, operator, kube, pods, "pytorchjobs", line, cell)
 
 
 def assert_one_group(tmp_path, ranks=2):
@@ -39,7 +56,7 @@ TINY_MODEL = (
 )
 
 
-def test_lightning_ddp_num_nodes(ip, tmp_path):
+def test_lightning_ddp_num_nodes(ip, tmp_path, launch):
     pytest.importorskip("lightning")
     run(ip, TINY_MODEL + f"out = {str(tmp_path)!r}\n")
     run(
@@ -56,9 +73,7 @@ def test_lightning_ddp_num_nodes(ip, tmp_path):
         "    def configure_optimizers(self):\n"
         "        return torch.optim.SGD(self.parameters(), lr=0.1)\n",
     )
-    run(
-        ip,
-        "%%train_distributed --framework pytorch --workers 2\n"
+    launch(
         "from torch.utils.data import DataLoader, TensorDataset\n"
         "model = Regressor()\n"
         "initial = {k: v.clone() for k, v in model.state_dict().items()}\n"
@@ -76,12 +91,10 @@ def test_lightning_ddp_num_nodes(ip, tmp_path):
     assert torch.load(tmp_path / "rank-0.pt")["env"] == "TorchElasticEnvironment"
 
 
-def test_accelerate_multi_cpu(ip, tmp_path):
+def test_accelerate_multi_cpu(ip, tmp_path, launch):
     pytest.importorskip("accelerate")
     run(ip, TINY_MODEL + f"out = {str(tmp_path)!r}\n")
-    run(
-        ip,
-        "%%train_distributed --framework pytorch --workers 2\n"
+    launch(
         "from accelerate import Accelerator\n"
         "accelerator = Accelerator(cpu=True)\n"
         "torch.manual_seed(0)\n"
@@ -103,7 +116,7 @@ def test_accelerate_multi_cpu(ip, tmp_path):
     assert_one_group(tmp_path)
 
 
-def test_transformers_trainer(ip, tmp_path):
+def test_transformers_trainer(ip, tmp_path, launch):
     pytest.importorskip("transformers")
     run(ip, TINY_MODEL + f"out = {str(tmp_path)!r}\n")
     run(
@@ -125,9 +138,7 @@ def test_transformers_trainer(ip, tmp_path):
         "    def __getitem__(self, i):\n"
         "        return {'x': self.x[i], 'labels': self.y[i]}\n",
     )
-    run(
-        ip,
-        "%%train_distributed --framework pytorch --workers 2\n"
+    launch(
         "from transformers import Trainer, TrainingArguments\n"
         "args = TrainingArguments(output_dir=f'{out}/hf', use_cpu=True, num_train_epochs=2,\n"
         "                         per_device_train_batch_size=8, learning_rate=0.1,\n"

@@ -29,7 +29,7 @@ from conftest import processes_of, wait_until
 
 
 def record_for(workers=2, **spec):
-    return pending_record(new_job_id(), JobSpec(workers=workers, **spec).to_dict(), "pass")
+    return pending_record(new_job_id(), JobSpec(workers=workers, **spec), "pass")
 
 
 def report_line(rank, step, total, **metrics):

@@ -130,7 +130,7 @@ class JobHandler(TrainingHandler):
         except JobNotFound as err:
             return self.fail(404, str(err))
         data = self.monitor.job_json(record)
-        data.update(spec=record.spec, cell=record.cell)
+        data.update(spec=record.spec.to_dict(), cell=record.cell)
         self.finish(data)
 
     @web.authenticated

@@ -42,12 +42,12 @@ class TextJobView:
 
     def show_submitted(self) -> None:
         spec = self.record.spec
-        gpus = f", {spec['gpus']} GPU(s) each" if spec["gpus"] else ""
+        gpus = f", {spec.gpus} GPU(s) each" if spec.gpus else ""
         nproc = self.record.nproc_per_worker
         procs = f" x {nproc} processes ({self.record.world_size} ranks)" if nproc > 1 else ""
         self.out.write(
-            f"[{self.record.name}] job {self.record.id}: {spec['framework']}, "
-            f"{_plural(spec['workers'], 'worker')}{procs}{gpus}, backend {spec['backend']}\n"
+            f"[{self.record.name}] job {self.record.id}: {spec.framework}, "
+            f"{_plural(spec.workers, 'worker')}{procs}{gpus}, backend {spec.backend}\n"
         )
 
     def handle(self, event: Event) -> None:

@@ -148,12 +148,12 @@ class WidgetJobView:
         p = self.progress
         color = PHASE_COLORS.get(p.phase, "#616161")
         spec = self.record.spec
-        gpus = f" x {spec['gpus']} GPU" if spec.get("gpus") else ""
+        gpus = f" x {spec.gpus} GPU" if spec.gpus else ""
         self.header.value = (
             f"<b>{html.escape(self.record.name)}</b> &nbsp;"
             f"<span style='background:{color};color:white;border-radius:8px;padding:1px 8px'>"
-            f"{p.phase}</span> &nbsp; {html.escape(spec['framework'])} · "
-            f"{spec['workers']} workers{gpus} · {html.escape(self.record.backend)} · "
+            f"{p.phase}</span> &nbsp; {html.escape(spec.framework)} · "
+            f"{spec.workers} workers{gpus} · {html.escape(self.record.backend)} · "
             f"{_clock(p.elapsed())} · <code>{self.record.id}</code>"
         )
         self.message.value = f"<i>{html.escape(p.message)}</i>" if p.message else ""

@@ -134,3 +134,20 @@ def free_ports(count: int) -> list[int]:
     finally:
         for sock in sockets:
             sock.close()
+
+
+def run_cell_on_cluster(ip, operator, kube, root: Path, kind: str, line: str, cell: str):
+    """Run ``cell`` with ``%%train_distributed --backend kubernetes LINE`` while a thread plays
+    the operator and this kubelet for the job of ``kind``; (the cell's output, the job)."""
+    from IPython.utils.capture import capture_output
+
+    def kubelet():
+        job = operator.wait_for_job(kind, "default", timeout=30)
+        job.create_pods()
+        run_pods_like_a_kubelet(kube, job, root)
+        return job
+
+    done = operator.background(kubelet)
+    with capture_output() as captured:
+        ip.run_cell_magic("train_distributed", f"--backend kubernetes {line}", cell)
+    return captured.stdout, done.result(60)

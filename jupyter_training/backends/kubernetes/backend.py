@@ -228,7 +228,7 @@ class KubernetesBackend:
             owner = owner_reference(created)
             for body in owned:
                 cluster.set_owner(body["kind"], job.namespace, body["metadata"]["name"], owner)
-        record = pending_record(job_id, spec.to_dict(), cell, notebook=notebook, workdir=workdir)
+        record = pending_record(job_id, spec, cell, notebook=notebook, workdir=workdir)
         record.name = job.name
         record.message = f"{job.target.kind} {job.namespace}/{job.name} created"
         return self.store.add(record)
@@ -255,8 +255,8 @@ class KubernetesBackend:
 
     def _where(self, record: JobRecord) -> tuple[Cluster, Target, str]:
         spec = record.spec
-        cluster = self.cluster(spec.get("context"))
-        return cluster, target_for(spec["framework"], spec["api"]), spec["namespace"]
+        cluster = self.cluster(spec.context)
+        return cluster, target_for(spec.framework, spec.api), spec.namespace
 
     def get(self, job_id: str) -> JobRecord:
         """The job's record, refreshed from the cluster while it is unfinished."""
@@ -404,7 +404,7 @@ class KubernetesBackend:
         cluster, target, namespace = self._where(record)
         cluster.delete_job(target, namespace, record.name)
         cluster.delete_object("ConfigMap", namespace, configmap_name(record.name))
-        if "" in (record.spec.get("secret_env") or {}).values():  # our Secret, not the user's
+        if "" in record.spec.secret_env.values():  # our Secret, not the user's
             cluster.delete_object("Secret", namespace, secret_name(record.name))
         self.store.set_phase(
             record.id, CANCELLED, message="cancelled by user", finished=time.time()

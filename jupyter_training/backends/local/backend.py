@@ -69,9 +69,7 @@ class LocalBackend:
         ]
         ports = (0,) * spec.framework_descriptor.ports_needed(spec.world_size)
         for rank in range(spec.world_size):
-            env = worker_env(
-                "<job-id>", spec.to_dict(), rank, ports, gpu_ids, {}, "<job-dir>/files"
-            )
+            env = worker_env("<job-id>", spec, rank, ports, gpu_ids, {}, "<job-dir>/files")
             env.update({k: "<free port>" for k, v in env.items() if k.endswith("_PORT")})
             env.update({k: "<secret, from the kernel's environment>" for k in spec.secret_env})
             lines.append(f"rank {rank}: {sys.executable} -m jupyter_training.runtime payload.bin")
@@ -100,7 +98,7 @@ class LocalBackend:
         files.create()
         payload.write(files.payload)
         record = pending_record(
-            job_id, spec.to_dict(), cell, notebook=notebook, workdir=workdir or os.getcwd()
+            job_id, spec, cell, notebook=notebook, workdir=workdir or os.getcwd()
         )
         self.store.add(record)
         self.start_supervisor(job_id, files, secrets or {})

@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ... import frameworks
 from ...events import (
     CANCELLED,
     FAILED,
@@ -35,6 +34,7 @@ from ...events import (
 from ...frameworks import Placement
 from ...runtime import records
 from ...runtime.masking import ENV_NAMES as SECRET_ENV_NAMES
+from ...spec import JobSpec
 from ...store import JobStore
 from .files import JobFiles
 from .host import (
@@ -58,7 +58,7 @@ _KERNEL_ONLY_ENV = ("MPLBACKEND", "JPY_PARENT_PID", "JPY_SESSION_NAME", "PYDEVD_
 
 def worker_env(
     job_id: str,
-    spec: dict[str, Any],
+    spec: JobSpec,
     rank: int,
     ports: Sequence[int],
     gpu_ids: list[str],
@@ -73,20 +73,19 @@ def worker_env(
     GPUs (``CUDA_VISIBLE_DEVICES``) and pick theirs by ``LOCAL_RANK``, as under
     torchrun on one node or in a PyTorchJob pod.
     """
-    framework = frameworks.get(spec["framework"])
-    nproc = int(spec.get("nproc_per_worker") or 1)
+    framework = spec.framework_descriptor
     place = Placement(
         job_id=job_id,
         rank=rank,
-        nnodes=spec["workers"],
-        nproc_per_node=nproc,
+        nnodes=spec.workers,
+        nproc_per_node=int(spec.nproc_per_worker),
         ports=tuple(ports),
         restart_count=restart_count,
-        max_restarts=spec.get("max_restarts", 0),
+        max_restarts=spec.max_restarts,
     )
-    gpus = spec["gpus"]
+    gpus = spec.gpus
     env = {k: v for k, v in base.items() if k not in _KERNEL_ONLY_ENV}
-    env.update(spec.get("env") or {})
+    env.update(spec.env)
     env.update(framework.local_env(place))
     env.update(
         PYTHONUNBUFFERED="1",
@@ -96,22 +95,17 @@ def worker_env(
         JUPYTER_TRAINING_FRAMEWORK=framework.name,
         JUPYTER_TRAINING_JOB_ID=job_id,
         JUPYTER_TRAINING_FILES_DIR=files_dir,
-        JUPYTER_TRAINING_OUT=",".join(spec.get("out") or ()),
+        JUPYTER_TRAINING_OUT=",".join(spec.out),
     )
     if result_limit is not None:
         env["JUPYTER_TRAINING_RESULT_LIMIT"] = str(result_limit)
-    if spec.get("secret_env"):  # names only: the values come from ``base``
-        env[SECRET_ENV_NAMES] = ",".join(spec["secret_env"])
+    if spec.secret_env:  # names only: the values come from ``base``
+        env[SECRET_ENV_NAMES] = ",".join(spec.secret_env)
     if "OMP_NUM_THREADS" not in env:
         # Like torchrun: N workers on one machine share its cores; without this each
         # worker's intra-op pool takes every core and they slow each other down.
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // max(1, place.world_size)))
     return env
-
-
-def world_size(spec: dict[str, Any]) -> int:
-    """Processes in a job: workers x processes per worker."""
-    return spec["workers"] * int(spec.get("nproc_per_worker") or 1)
 
 
 class Supervisor:
@@ -159,7 +153,7 @@ class Supervisor:
             supervisor_pid=os.getpid(),
             supervisor_start=process_start_time(os.getpid()),
         )
-        gpu_ids = visible_gpu_ids() if self.spec.get("gpus") else []
+        gpu_ids = visible_gpu_ids() if self.spec.gpus else []
         attempt = 0
         while True:
             outcome, failure = self.run_attempt(attempt, gpu_ids)
@@ -171,10 +165,10 @@ class Supervisor:
             if outcome == "cancelled":
                 self.set_phase(CANCELLED, "cancelled by user", finished=time.time())
                 return
-            if outcome == "failed" and attempt < self.spec.get("max_restarts", 0):
+            if outcome == "failed" and attempt < self.spec.max_restarts:
                 attempt += 1
                 message = f"{failure['reason']}; restarting all workers (restart {attempt} of "
-                message += f"{self.spec['max_restarts']})"
+                message += f"{self.spec.max_restarts})"
                 self.set_phase(RESTARTING, message, attempt=attempt, failure=failure)
                 continue
             self.set_phase(FAILED, failure["reason"], failure=failure, finished=time.time())
@@ -182,8 +176,8 @@ class Supervisor:
 
     def run_attempt(self, attempt: int, gpu_ids: list[str]) -> tuple[str, dict[str, Any]]:
         base_env = dict(os.environ)
-        world = world_size(self.spec)
-        ports = free_ports(frameworks.get(self.spec["framework"]).ports_needed(world))
+        world = self.spec.world_size
+        ports = free_ports(self.spec.framework_descriptor.ports_needed(world))
         for rank in range(world):
             self.workers[rank] = self.spawn(
                 rank,
@@ -201,11 +195,12 @@ class Supervisor:
             )
         now = time.time()
         if attempt == 0:
-            timeout = self.spec.get("timeout")
+            timeout = self.spec.timeout
             self.deadline = now + timeout if timeout else None
-            started = f"{self.spec['workers']} worker(s) started"
-            if world != self.spec["workers"]:
-                started = f"{self.spec['workers']} worker(s) x {world // self.spec['workers']} "
+            workers = self.spec.workers
+            started = f"{workers} worker(s) started"
+            if world != workers:
+                started = f"{workers} worker(s) x {world // workers} "
                 started += f"processes ({world} ranks) started"
             self.set_phase(RUNNING, started, started=now)
         else:
@@ -255,7 +250,7 @@ class Supervisor:
                 return "cancelled", {}
             if self.deadline is not None and time.time() > self.deadline:
                 self.stop_workers()
-                reason = f"timed out after {self.spec['timeout']:g} s (--timeout)"
+                reason = f"timed out after {self.spec.timeout:g} s (--timeout)"
                 return "timed out", {"reason": reason, "rank": None, "exit_code": None}
             newly_failed = []
             for rank, process in self.workers.items():
