@@ -41,6 +41,7 @@ FLAGS = [
     "--workers",
     "-g",
     "--gpus",
+    "--nproc-per-worker",
     "-b",
     "--backend",
     "--name",
