@@ -1,4 +1,4 @@
-"""jupyter-training: run a notebook cell as a distributed PyTorch or XGBoost job.
+"""jupyter-training: run a notebook cell as a distributed PyTorch, XGBoost, JAX or TF job.
 
 Entry points and public names only; heavy modules load on first use so that
 worker processes importing :func:`rank` stay fast.

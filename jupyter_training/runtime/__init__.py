@@ -1,6 +1,6 @@
 """What runs inside every worker, local process or pod.
 
-Stdlib-only: a stock PyTorch or XGBoost image needs nothing else. Cell code may
+Stdlib-only: a stock PyTorch, XGBoost, JAX or TensorFlow image needs nothing else. Cell code may
 use :func:`rank`, :func:`world_size`, :func:`local_rank`, :func:`is_main` and
 :func:`report`.
 """

@@ -1,7 +1,7 @@
 """Where this worker sits in the job: rank, world size, local rank.
 
 Stdlib-only and read from the Kubeflow env contract, so the same calls work in
-a local worker, a PyTorchJob/XGBoostJob pod and a TrainJob pod.
+a local worker, a Kubeflow v1 job's pod and a TrainJob pod.
 """
 
 from __future__ import annotations
