@@ -43,9 +43,9 @@ def _objects(api: str, workers: int, payload: bytes):
         namespace=NS,
         spec=spec,
         target=target_for("pytorch", api),
-        image=spec.image or "",
+        image=spec.kubernetes.image or "",
         payload=payload,
-        runtime=spec.runtime,
+        runtime=spec.kubernetes.runtime,
         notebook="train.ipynb",
     )
 

@@ -39,19 +39,6 @@ RESERVED_ENV = frameworks.COMMON_ENV | frozenset(
 )
 
 APIS = ("auto", "v1", "v2")
-KUBERNETES_ONLY = (
-    "api",
-    "runtime",
-    "image",
-    "namespace",
-    "context",
-    "node_selector",
-    "pip",
-    "queue",
-    "volumes",
-    "cpu",
-    "memory",
-)
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123_SUBDOMAIN = re.compile(
@@ -83,30 +70,13 @@ class SpecError(ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
-class JobSpec:
-    """A distributed job: framework, topology, limits and environment.
+class KubernetesOptions:
+    """Settings only the Kubernetes backend reads (``JobSpec.kubernetes``).
 
-    Construct it with keyword arguments; it validates itself and raises
-    :class:`SpecError` on the first bad value.
+    Grouped so that no other backend can take them by accident: a spec for any
+    other backend that sets one is refused, naming the flag.
     """
 
-    framework: str = "pytorch"
-    workers: int = 2
-    gpus: int = 0
-    #: Processes per worker (torchrun's --nproc-per-node); "auto" is one per GPU, else 1.
-    nproc_per_worker: int | str = 1
-    backend: str = "local"
-    name: str | None = None
-    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    #: NAME -> "" (the submitting process' environment) or "SECRET/KEY" (a Kubernetes Secret).
-    secret_env: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    max_restarts: int = 0
-    timeout: float | None = None
-    cpu: str | None = None
-    memory: str | None = None
-    files: tuple[str, ...] = ()
-    out: tuple[str, ...] = ()
-    # Kubernetes only:
     api: str = "auto"
     runtime: str | None = None
     image: str | None = None
@@ -116,46 +86,23 @@ class JobSpec:
     pip: tuple[str, ...] = ()
     queue: str | None = None
     volumes: tuple[str, ...] = ()
+    cpu: str | None = None
+    memory: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("env", "node_selector", "secret_env"):
-            value = getattr(self, name)
-            if not isinstance(value, Mapping):
-                raise SpecError(_flag(name), f"must be a mapping of KEY to VALUE, got {value!r}")
-            object.__setattr__(self, name, dict(value))
-        for name in ("files", "pip", "volumes", "out"):
+        if not isinstance(self.node_selector, Mapping):
+            raise SpecError(
+                "--node-selector", f"must be a mapping of KEY to VALUE, got {self.node_selector!r}"
+            )
+        object.__setattr__(self, "node_selector", dict(self.node_selector))
+        for name in ("pip", "volumes"):
             value = getattr(self, name)
             if isinstance(value, str) or not isinstance(value, list | tuple):
                 raise SpecError(_flag(name), f"must be a list of strings, got {value!r}")
             object.__setattr__(self, name, tuple(value))
-        try:
-            framework = frameworks.get(self.framework)
-        except frameworks.UnknownFramework as err:
-            raise SpecError("--framework", str(err)) from None
-        object.__setattr__(self, "framework", framework.name)
-        if self.backend not in BACKENDS:  # plug-ins: read the entry points only then (~90 ms)
-            _check_choice("--backend", self.backend, backend_names())
-        _check_int("--workers", self.workers, minimum=1, example="--workers 2")
-        _check_int("--gpus", self.gpus, minimum=0, example="--gpus 1")
-        object.__setattr__(self, "nproc_per_worker", _nproc(self.nproc_per_worker, self.gpus))
-        _check_int("--max-restarts", self.max_restarts, minimum=0, example="--max-restarts 3")
-        _check_timeout(self.timeout)
-        if self.name is not None:
-            check_job_name(self.name)
-        reserved = RESERVED_ENV | framework.reserved_env
-        _check_env(self.env, reserved)
-        _check_secret_env(self.secret_env, self.env, reserved)
         for flag, value in (("--cpu", self.cpu), ("--memory", self.memory)):
             if value is not None:
                 _check_quantity(flag, value)
-        for name in self.out:
-            if not isinstance(name, str) or not name.isidentifier():
-                raise SpecError(
-                    "--out", f"{name!r} is not a variable name (for example --out model,metrics)"
-                )
-        for path in self.files:
-            if not isinstance(path, str) or not path or "\x00" in path:
-                raise SpecError("--files", f"{path!r} is not a file path")
         _check_choice("--api", self.api, APIS)
         if self.runtime is not None:
             _check_dns_name("--runtime", self.runtime, _DNS1123_SUBDOMAIN, 253)
@@ -183,12 +130,159 @@ class JobSpec:
                 )
         for volume in self.volumes:
             parse_volume(volume)
+
+    @classmethod
+    def from_dict(cls, data: object) -> KubernetesOptions:
+        """Options from JSON-like data, refusing unknown keys by name."""
+        if not isinstance(data, Mapping):
+            raise SpecError("kubernetes", f"expected an object, got {type(data).__name__}")
+        unknown = sorted(set(data) - set(KUBERNETES_FIELDS), key=str)
+        if unknown:
+            raise SpecError(
+                str(unknown[0]),
+                f"unknown Kubernetes setting; known ones are {', '.join(KUBERNETES_FIELDS)}",
+            )
+        return cls(**data)
+
+    def changed(self) -> list[str]:
+        """The settings given a value other than their default."""
+        return [name for name in KUBERNETES_FIELDS if getattr(self, name) != _K8S_DEFAULTS[name]]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["node_selector"] = dict(self.node_selector)
+        return data
+
+    def replace(self, **changes: Any) -> KubernetesOptions:
+        """A copy with ``changes`` applied (and validated)."""
+        return dataclasses.replace(self, **changes)
+
+
+KUBERNETES_FIELDS = tuple(f.name for f in dataclasses.fields(KubernetesOptions))
+_K8S_DEFAULTS = {
+    f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
+    for f in dataclasses.fields(KubernetesOptions)
+}
+
+
+@dataclasses.dataclass(frozen=True, init=False)
+class JobSpec:
+    """A distributed job: framework, topology, limits and environment.
+
+    Construct it with keyword arguments; it validates itself and raises
+    :class:`SpecError` on the first bad value. The Kubernetes-only settings
+    live in :attr:`kubernetes` (a :class:`KubernetesOptions`); they may also be
+    given flat, ``JobSpec(backend="kubernetes", image=...)``, as the magic's
+    flags and the REST API give them.
+    """
+
+    framework: str = "pytorch"
+    workers: int = 2
+    gpus: int = 0
+    #: Processes per worker (torchrun's --nproc-per-node); "auto" is one per GPU, else 1.
+    nproc_per_worker: int | str = 1
+    backend: str = "local"
+    name: str | None = None
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: NAME -> "" (the submitting process' environment) or "SECRET/KEY" (a Kubernetes Secret).
+    secret_env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    max_restarts: int = 0
+    timeout: float | None = None
+    files: tuple[str, ...] = ()
+    out: tuple[str, ...] = ()
+    kubernetes: KubernetesOptions = dataclasses.field(default_factory=KubernetesOptions)
+
+    def __init__(
+        self,
+        framework: str = "pytorch",
+        workers: int = 2,
+        gpus: int = 0,
+        nproc_per_worker: int | str = 1,
+        backend: str = "local",
+        name: str | None = None,
+        env: Mapping[str, str] | None = None,
+        secret_env: Mapping[str, str] | None = None,
+        max_restarts: int = 0,
+        timeout: float | None = None,
+        files: tuple[str, ...] | list[str] = (),
+        out: tuple[str, ...] | list[str] = (),
+        kubernetes: KubernetesOptions | Mapping[str, Any] | None = None,
+        **kubernetes_settings: Any,
+    ) -> None:
+        unknown = sorted(set(kubernetes_settings) - set(KUBERNETES_FIELDS))
+        if unknown:
+            known = sorted([*GENERAL_FIELDS, *KUBERNETES_FIELDS])
+            raise SpecError(unknown[0], f"unknown setting; known settings are {', '.join(known)}")
+        if kubernetes is None:
+            kubernetes = KubernetesOptions(**kubernetes_settings)
+        elif isinstance(kubernetes, KubernetesOptions):
+            if kubernetes_settings:
+                kubernetes = kubernetes.replace(**kubernetes_settings)
+        elif isinstance(kubernetes, Mapping):
+            kubernetes = KubernetesOptions.from_dict({**kubernetes, **kubernetes_settings})
+        else:
+            raise SpecError("kubernetes", f"expected an object, got {type(kubernetes).__name__}")
+        values = {
+            "framework": framework,
+            "workers": workers,
+            "gpus": gpus,
+            "nproc_per_worker": nproc_per_worker,
+            "backend": backend,
+            "name": name,
+            "env": {} if env is None else env,
+            "secret_env": {} if secret_env is None else secret_env,
+            "max_restarts": max_restarts,
+            "timeout": timeout,
+            "files": files,
+            "out": out,
+            "kubernetes": kubernetes,
+        }
+        for key, value in values.items():
+            object.__setattr__(self, key, value)
+        self._validate()
+
+    def _validate(self) -> None:
+        for name in ("env", "secret_env"):
+            value = getattr(self, name)
+            if not isinstance(value, Mapping):
+                raise SpecError(_flag(name), f"must be a mapping of KEY to VALUE, got {value!r}")
+            object.__setattr__(self, name, dict(value))
+        for name in ("files", "out"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not isinstance(value, list | tuple):
+                raise SpecError(_flag(name), f"must be a list of strings, got {value!r}")
+            object.__setattr__(self, name, tuple(value))
+        try:
+            framework = frameworks.get(self.framework)
+        except frameworks.UnknownFramework as err:
+            raise SpecError("--framework", str(err)) from None
+        object.__setattr__(self, "framework", framework.name)
+        if self.backend not in BACKENDS:  # plug-ins: read the entry points only then (~90 ms)
+            _check_choice("--backend", self.backend, backend_names())
+        _check_int("--workers", self.workers, minimum=1, example="--workers 2")
+        _check_int("--gpus", self.gpus, minimum=0, example="--gpus 1")
+        object.__setattr__(self, "nproc_per_worker", _nproc(self.nproc_per_worker, self.gpus))
+        _check_int("--max-restarts", self.max_restarts, minimum=0, example="--max-restarts 3")
+        _check_timeout(self.timeout)
+        if self.name is not None:
+            check_job_name(self.name)
+        reserved = RESERVED_ENV | framework.reserved_env
+        _check_env(self.env, reserved)
+        _check_secret_env(self.secret_env, self.env, reserved)
+        for name in self.out:
+            if not isinstance(name, str) or not name.isidentifier():
+                raise SpecError(
+                    "--out", f"{name!r} is not a variable name (for example --out model,metrics)"
+                )
+        for path in self.files:
+            if not isinstance(path, str) or not path or "\x00" in path:
+                raise SpecError("--files", f"{path!r} is not a file path")
         if self.backend != "kubernetes":
             self._check_kubernetes_only()
         refusal = framework.check(
             nproc_per_worker=self.nproc_per_worker,
             gpus=self.gpus,
-            api=None if self.backend == "local" else self.api,
+            api=None if self.backend == "local" else self.kubernetes.api,
         )
         if refusal is not None:
             raise SpecError(*refusal)
@@ -213,26 +307,25 @@ class JobSpec:
                     f"kubernetes; on {self.backend} use --secret-env {name} to pass {name} "
                     "from the kernel's environment",
                 )
-        for name in KUBERNETES_ONLY:
-            value = getattr(self, name)
-            default = JOBSPEC_DEFAULTS[name]
-            if value != default:
-                raise SpecError(
-                    _flag(name),
-                    f"only applies to --backend kubernetes, not {self.backend}; remove it or "
-                    "add --backend kubernetes",
-                )
+        changed = self.kubernetes.changed()
+        if changed:
+            raise SpecError(
+                _flag(changed[0]),
+                f"only applies to --backend kubernetes, not {self.backend}; remove it or "
+                "add --backend kubernetes",
+            )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobSpec:
-        """Build a spec from JSON-like data, refusing unknown keys by name."""
+        """Build a spec from JSON-like data (Kubernetes settings flat or under
+        ``kubernetes``), refusing unknown keys by name."""
         if not isinstance(data, Mapping):
             raise SpecError("spec", f"expected an object, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        known = {*GENERAL_FIELDS, *KUBERNETES_FIELDS, "kubernetes"}
+        unknown = sorted(set(data) - known, key=str)
         if unknown:
             raise SpecError(
-                unknown[0],
+                str(unknown[0]),
                 f"unknown setting; known settings are {', '.join(sorted(known))}",
             )
         return cls(**data)
@@ -249,16 +342,20 @@ class JobSpec:
             return cls.from_dict(data)
         except (SpecError, TypeError):
             spec = object.__new__(cls)
-            for field in dataclasses.fields(cls):
-                value = data.get(field.name, JOBSPEC_DEFAULTS[field.name])
-                object.__setattr__(spec, field.name, value)
+            for name in GENERAL_FIELDS:
+                object.__setattr__(spec, name, data.get(name, JOBSPEC_DEFAULTS[name]))
+            options = object.__new__(KubernetesOptions)
+            for name in KUBERNETES_FIELDS:
+                object.__setattr__(options, name, data.get(name, _K8S_DEFAULTS[name]))
+            object.__setattr__(spec, "kubernetes", options)
             return spec
 
     def to_dict(self) -> dict[str, Any]:
-        """The spec as JSON-ready data (``from_dict`` reverses it)."""
-        data = dataclasses.asdict(self)
+        """The spec as JSON-ready data, Kubernetes settings flat (``from_dict`` reverses it)."""
+        data = {name: getattr(self, name) for name in GENERAL_FIELDS}
         data["env"] = dict(self.env)
         data["secret_env"] = dict(self.secret_env)
+        data.update(self.kubernetes.to_dict())
         return data
 
     @property
@@ -267,8 +364,11 @@ class JobSpec:
         return [name for name, source in self.secret_env.items() if not source]
 
     def replace(self, **changes: Any) -> JobSpec:
-        """A copy with ``changes`` applied (and validated)."""
+        """A copy with ``changes`` applied (and validated); Kubernetes settings may be flat."""
         return dataclasses.replace(self, **changes)
+
+
+GENERAL_FIELDS = tuple(f.name for f in dataclasses.fields(JobSpec) if f.name != "kubernetes")
 
 
 def parse_volume(value: object) -> tuple[str, str]:

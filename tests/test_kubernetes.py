@@ -94,7 +94,7 @@ def test_auto_api_prefers_what_the_cluster_has(
     kube = kube_factory(crds=crds)
     monkeypatch.setenv("KUBECONFIG", str(kube.write_kubeconfig(tmp_path / "kc")))
     record = TrainingClient(settings).submit(k8s_spec(api="auto"), "print(1)", {})
-    assert record.spec.api == expected
+    assert record.spec.kubernetes.api == expected
     kind = "trainjobs" if expected == "v2" else "pytorchjobs"
     assert kube.get(kind, NS, record.name)["metadata"]["labels"]["jupyter-training.io/job-id"] == (
         record.id
@@ -134,7 +134,7 @@ def test_context_selects_cluster_and_namespace(kube, tmp_path, monkeypatch, sett
     monkeypatch.setenv("KUBECONFIG", str(path))
     client = TrainingClient(settings)
     record = client.submit(k8s_spec(context="team"), "print(1)", {})
-    assert record.spec.namespace == "team-a"
+    assert record.spec.kubernetes.namespace == "team-a"
     assert kube.get("pytorchjobs", "team-a", record.name) is not None
     with pytest.raises(SubmitError, match="cannot reach the Kubernetes API"):
         client.submit(k8s_spec(context="broken"), "print(1)", {})

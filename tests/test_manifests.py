@@ -139,10 +139,10 @@ class Case:
             "name": spec.name or f"job-{JOB_ID}",
             "namespace": NAMESPACE,
             "spec": spec,
-            "target": target_for(spec.framework, spec.api),
-            "image": spec.image,
+            "target": target_for(spec.framework, spec.kubernetes.api),
+            "image": spec.kubernetes.image,
             "payload": PAYLOAD,
-            "runtime": spec.runtime,
+            "runtime": spec.kubernetes.runtime,
             "notebook": NOTEBOOK if self.full else None,
             "secrets": {"HF_TOKEN": "hf_abcdefghijklmnop"} if self.full else {},
         }
@@ -345,7 +345,7 @@ def test_v2_trainer_and_runtime_patch(case: Case) -> None:
     volumes = {volume["name"] for volume in pod_spec["volumes"]}
     assert {mount["name"] for mount in container["volumeMounts"]} <= volumes
     if case.full:
-        assert pod_spec["nodeSelector"] == case.spec().node_selector
+        assert pod_spec["nodeSelector"] == case.spec().kubernetes.node_selector
     else:
         assert "nodeSelector" not in pod_spec
 

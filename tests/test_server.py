@@ -299,7 +299,10 @@ def test_openapi_document_covers_every_route():
     }
     assert documented == routes
     spec_fields = set(document["components"]["schemas"]["JobSpec"]["properties"])
-    assert spec_fields == {f.name for f in dataclasses.fields(JobSpec)}
+    from jupyter_training.spec import GENERAL_FIELDS, KUBERNETES_FIELDS
+
+    assert spec_fields == {*GENERAL_FIELDS, *KUBERNETES_FIELDS, "kubernetes"}
+    assert {f.name for f in dataclasses.fields(JobSpec)} == {*GENERAL_FIELDS, "kubernetes"}
 
 
 async def test_cluster_reports_kubernetes_apis_namespaces_and_gpus(

@@ -64,7 +64,7 @@ def test_each_bad_value_names_its_flag(changes, flag, hint):
 
 @pytest.mark.parametrize("quantity", ["2", "500m", "0.5", "4Gi", "512Mi", "1e3"])
 def test_kubernetes_quantities_accepted(quantity):
-    assert JobSpec(backend="kubernetes", cpu=quantity, memory=quantity).cpu == quantity
+    assert JobSpec(backend="kubernetes", cpu=quantity, memory=quantity).kubernetes.cpu == quantity
 
 
 def test_round_trip_through_dict():
@@ -106,3 +106,25 @@ def test_queue_fits_a_label_and_timeout_fits_the_api():
         JobSpec(backend="kubernetes", queue="q" * 64)
     with pytest.raises(SpecError, match="--timeout: 1e\\+20 s is too long"):
         JobSpec(timeout=1e20)
+
+
+def test_kubernetes_settings_live_in_their_own_object():
+    from jupyter_training.spec import KubernetesOptions
+
+    flat = JobSpec(backend="kubernetes", image="example.com/x:1", namespace="team-a")
+    nested = JobSpec(
+        backend="kubernetes",
+        kubernetes=KubernetesOptions(image="example.com/x:1", namespace="team-a"),
+    )
+    assert flat == nested
+    assert flat.kubernetes.image == "example.com/x:1"
+    assert not hasattr(flat, "image")  # one place to read them
+    # JSON stays flat (REST and the history), and nested input is accepted too.
+    assert flat.to_dict()["namespace"] == "team-a" and "kubernetes" not in flat.to_dict()
+    assert JobSpec.from_dict(flat.to_dict()) == flat
+    assert JobSpec.from_dict({"backend": "kubernetes", "kubernetes": {"namespace": "team-a"}})
+    assert flat.replace(api="v1").kubernetes == flat.kubernetes.replace(api="v1")
+    with pytest.raises(SpecError, match="unknown Kubernetes setting"):
+        JobSpec.from_dict({"backend": "kubernetes", "kubernetes": {"imag": "x"}})
+    with pytest.raises(SpecError, match="--namespace: 'Bad' is not a valid Kubernetes name"):
+        KubernetesOptions(namespace="Bad")

@@ -79,33 +79,33 @@ class KubernetesBackend:
                 f"{name!r} must start with a letter on Kubernetes "
                 "(Kubeflow job names are DNS-1035 labels)",
             )
-        if spec.api == "v2" and spec.max_restarts:
+        if spec.kubernetes.api == "v2" and spec.max_restarts:
             raise SpecError(
                 "--max-restarts",
                 "TrainJob (--api v2) has no restart limit of its "
                 "own; set it in the runtime's failure policy, or use --api v1",
             )
         refusal = spec.framework_descriptor.check(
-            nproc_per_worker=spec.nproc_per_worker, gpus=spec.gpus, api=spec.api
+            nproc_per_worker=spec.nproc_per_worker, gpus=spec.gpus, api=spec.kubernetes.api
         )
         if refusal is not None:
             raise SpecError(*refusal)
 
     def resolve(self, spec: JobSpec, cluster: Cluster | None) -> JobSpec:
         """The spec with api, namespace, image and runtime filled in from config and cluster."""
-        api = spec.api
+        api = spec.kubernetes.api
         if api == "auto" and spec.framework_descriptor.v2_runtime is None:
             api = "v1"  # no TrainJob runtime for this framework: its v1 kind is the only way
         if api == "auto":
             api = cluster.choose_api("auto") if cluster is not None else "v1"
         elif cluster is not None:
             cluster.choose_api(api)
-        image = spec.image or self.settings.image_for(spec.framework)
-        runtime = spec.runtime if api == "v2" else None
+        image = spec.kubernetes.image or self.settings.image_for(spec.framework)
+        runtime = spec.kubernetes.runtime if api == "v2" else None
         if api == "v2" and runtime is None:
             runtime = self.settings.runtime_for(spec.framework)
         namespace = (
-            spec.namespace
+            spec.kubernetes.namespace
             or (cluster.default_namespace if cluster is not None else self.settings.namespace)
             or "default"
         )
@@ -117,17 +117,17 @@ class KubernetesBackend:
     def check_allowed(self, spec: JobSpec) -> None:
         """The installation's allow-lists, applied to the resolved namespace and image."""
         namespaces = self.settings.allowed_namespaces
-        if namespaces and spec.namespace not in namespaces:
+        if namespaces and spec.kubernetes.namespace not in namespaces:
             raise SpecError(
                 "--namespace",
-                f"{spec.namespace!r} is not allowed here; use one of "
+                f"{spec.kubernetes.namespace!r} is not allowed here; use one of "
                 f"{', '.join(namespaces)} (c.TrainingApp.allowed_namespaces)",
             )
         prefixes = self.settings.allowed_images
-        if prefixes and not (spec.image or "").startswith(tuple(prefixes)):
+        if prefixes and not (spec.kubernetes.image or "").startswith(tuple(prefixes)):
             raise SpecError(
                 "--image",
-                f"{spec.image!r} is not allowed here; images must start "
+                f"{spec.kubernetes.image!r} is not allowed here; images must start "
                 f"with {', '.join(prefixes)} (c.TrainingApp.allowed_images)",
             )
 
@@ -145,17 +145,17 @@ class KubernetesBackend:
         payload_path = None
         if len(data) + runtime_size > self.settings.configmap_max_bytes:
             payload_path = self._payload_on_volume(spec, data, job_id)
-        target = target_for(spec.framework, spec.api)
+        target = target_for(spec.framework, spec.kubernetes.api)
         extra = {"payload_path": payload_path} if payload_path else {}
         return JobObjects(
             job_id=job_id,
             name=spec.name or f"job-{job_id}",
-            namespace=spec.namespace or "default",
+            namespace=spec.kubernetes.namespace or "default",
             spec=spec,
             target=target,
-            image=spec.image or "",
+            image=spec.kubernetes.image or "",
             payload=None if payload_path else data,
-            runtime=spec.runtime,
+            runtime=spec.kubernetes.runtime,
             notebook=notebook,
             gpu_resource_name=self.settings.gpu_resource_name,
             ttl_seconds_after_finished=self.settings.ttl_seconds_after_finished,
@@ -168,13 +168,13 @@ class KubernetesBackend:
     def _payload_on_volume(self, spec: JobSpec, data: bytes, job_id: str) -> str:
         size = f"{len(data) / 1e6:.1f} MB"
         limit = f"{self.settings.configmap_max_bytes / 1e6:.1f} MB"
-        if not spec.volumes:
+        if not spec.kubernetes.volumes:
             raise ClusterError(
                 f"the cell's payload is {size}, more than a ConfigMap can carry ({limit}): ship "
                 "it through a volume with --volume CLAIM:/PATH (a PersistentVolumeClaim this "
                 "notebook also mounts at PATH), or load the large data inside the cell"
             )
-        claim, mount = parse_volume(spec.volumes[0])
+        claim, mount = parse_volume(spec.kubernetes.volumes[0])
         if not Path(mount).is_dir():
             raise ClusterError(
                 f"--volume {claim}:{mount}: {mount} is not mounted in this notebook server, so "
@@ -203,10 +203,10 @@ class KubernetesBackend:
         """Create the ConfigMap (and Secret) and the job; record it; roll back on failure."""
         self.check(spec)
         job_id = job_id or new_job_id()
-        cluster = self.cluster(spec.context)
+        cluster = self.cluster(spec.kubernetes.context)
         spec = self.resolve(spec, cluster)
-        if spec.api == "v2":
-            cluster.check_runtime(spec.runtime or "")
+        if spec.kubernetes.api == "v2":
+            cluster.check_runtime(spec.kubernetes.runtime or "")
         job = self.objects(spec, payload, job_id, notebook, secrets or {})
         if cluster.get_job(job.target, job.namespace, job.name) is not None:
             raise ClusterError(
@@ -242,10 +242,10 @@ class KubernetesBackend:
         self.check(spec)
         note = ""
         try:
-            cluster: Cluster | None = self.cluster(spec.context)
+            cluster: Cluster | None = self.cluster(spec.kubernetes.context)
             resolved = self.resolve(spec, cluster)
         except ClusterError as err:
-            if spec.api == "auto":
+            if spec.kubernetes.api == "auto":
                 note = f"# cluster not consulted ({err}); assuming --api v1\n"
             resolved = self.resolve(spec, None)
         job = self.objects(resolved, payload, new_job_id(), notebook)  # secrets: placeholders
@@ -255,8 +255,8 @@ class KubernetesBackend:
 
     def _where(self, record: JobRecord) -> tuple[Cluster, Target, str]:
         spec = record.spec
-        cluster = self.cluster(spec.context)
-        return cluster, target_for(spec.framework, spec.api), spec.namespace
+        cluster = self.cluster(spec.kubernetes.context)
+        return cluster, target_for(spec.framework, spec.kubernetes.api), spec.kubernetes.namespace
 
     def get(self, job_id: str) -> JobRecord:
         """The job's record, refreshed from the cluster while it is unfinished."""

@@ -101,8 +101,8 @@ def labels(job: JobObjects) -> dict[str, str]:
     result = {"app.kubernetes.io/managed-by": MANAGED_BY, LABEL_JOB_ID: job.job_id}
     if job.notebook:
         result[LABEL_NOTEBOOK] = _label_value(Path(job.notebook).stem)
-    if job.spec.queue:
-        result["kueue.x-k8s.io/queue-name"] = job.spec.queue
+    if job.spec.kubernetes.queue:
+        result["kueue.x-k8s.io/queue-name"] = job.spec.kubernetes.queue
     return result
 
 
@@ -179,8 +179,8 @@ def _env(job: JobObjects) -> list[dict[str, Any]]:
         "JUPYTER_TRAINING_FILES_DIR": WORKDIR,
         "JUPYTER_TRAINING_WORKDIR": WORKDIR,  # TrainJob patches cannot set workingDir
     }
-    if job.spec.pip:
-        env["JUPYTER_TRAINING_PIP"] = json.dumps(list(job.spec.pip))
+    if job.spec.kubernetes.pip:
+        env["JUPYTER_TRAINING_PIP"] = json.dumps(list(job.spec.kubernetes.pip))
     if job.spec.out:
         env["JUPYTER_TRAINING_OUT"] = ",".join(job.spec.out)
     if job.result_limit is not None:
@@ -204,10 +204,10 @@ def _resources(job: JobObjects) -> dict[str, Any]:
     requests: dict[str, str] = {}
     if job.spec.gpus:
         limits[job.gpu_resource_name] = str(job.spec.gpus)
-    if job.spec.cpu:
-        requests["cpu"] = job.spec.cpu
-    if job.spec.memory:
-        requests["memory"] = limits["memory"] = job.spec.memory
+    if job.spec.kubernetes.cpu:
+        requests["cpu"] = job.spec.kubernetes.cpu
+    if job.spec.kubernetes.memory:
+        requests["memory"] = limits["memory"] = job.spec.kubernetes.memory
     resources: dict[str, Any] = {}
     if limits:
         resources["limits"] = limits
@@ -231,7 +231,7 @@ def _volumes(job: JobObjects) -> tuple[list[dict[str, Any]], list[dict[str, Any]
         {"name": "jupyter-training", "mountPath": MOUNT, "readOnly": True},
         {"name": "workspace", "mountPath": WORKDIR},
     ]
-    for index, volume in enumerate(job.spec.volumes):
+    for index, volume in enumerate(job.spec.kubernetes.volumes):
         claim, path = parse_volume(volume)
         volumes.append({"name": f"volume-{index}", "persistentVolumeClaim": {"claimName": claim}})
         mounts.append({"name": f"volume-{index}", "mountPath": path})
@@ -257,8 +257,8 @@ def _v1_job(job: JobObjects) -> dict[str, Any]:
     if resources:
         container["resources"] = resources
     pod_spec: dict[str, Any] = {"containers": [container], "volumes": volumes}
-    if job.spec.node_selector:
-        pod_spec["nodeSelector"] = dict(job.spec.node_selector)
+    if job.spec.kubernetes.node_selector:
+        pod_spec["nodeSelector"] = dict(job.spec.kubernetes.node_selector)
     template = {"metadata": {"labels": labels(job)}, "spec": pod_spec}
     restart = "OnFailure" if job.spec.max_restarts else "Never"
     master = job.target.master
@@ -280,8 +280,11 @@ def _v1_job(job: JobObjects) -> dict[str, Any]:
         run_policy["ttlSecondsAfterFinished"] = job.ttl_seconds_after_finished
     if job.spec.timeout:
         run_policy["activeDeadlineSeconds"] = math.ceil(job.spec.timeout)
-    if job.spec.queue:
-        run_policy["schedulingPolicy"] = {"queue": job.spec.queue, "minAvailable": job.spec.workers}
+    if job.spec.kubernetes.queue:
+        run_policy["schedulingPolicy"] = {
+            "queue": job.spec.kubernetes.queue,
+            "minAvailable": job.spec.workers,
+        }
     spec: dict[str, Any] = {"runPolicy": run_policy, job.target.replica_key: replicas}
     spec.update(job.spec.framework_descriptor.v1_spec_fields(job.spec.nproc_per_worker))
     return {
@@ -308,8 +311,8 @@ def _train_job(job: JobObjects) -> dict[str, Any]:
         "volumes": volumes,
         "containers": [{"name": job.target.container, "volumeMounts": mounts}],
     }
-    if job.spec.node_selector:
-        pod_spec["nodeSelector"] = dict(job.spec.node_selector)
+    if job.spec.kubernetes.node_selector:
+        pod_spec["nodeSelector"] = dict(job.spec.kubernetes.node_selector)
     node_job = {
         "name": "node",
         "template": {
