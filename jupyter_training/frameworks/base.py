@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import time
 from collections.abc import Iterator, Mapping, MutableMapping
 
@@ -173,11 +172,6 @@ class Framework:
 
     def __repr__(self) -> str:
         return f"<framework {self.name}>"
-
-
-def world_size(env: Mapping[str, str] | None = None) -> int:
-    """``WORLD_SIZE`` of this process (1 outside a job)."""
-    return int((os.environ if env is None else env).get("WORLD_SIZE", "1"))
 
 
 _LOOPBACK = ("127.0.0.1", "localhost")

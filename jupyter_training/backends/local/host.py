@@ -48,13 +48,6 @@ def free_ports(count: int) -> tuple[int, ...]:
         return tuple(sock.getsockname()[1] for sock in sockets)
 
 
-def free_port() -> int:
-    """A TCP port on loopback that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def process_start_time(pid: int) -> str | None:
     """Start-time stamp of a live ``pid`` (tells it from a reused pid); None if gone."""
     try:
