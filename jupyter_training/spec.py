@@ -282,7 +282,7 @@ class JobSpec:
         refusal = framework.check(
             nproc_per_worker=self.nproc_per_worker,
             gpus=self.gpus,
-            api=None if self.backend == "local" else self.kubernetes.api,
+            api=self.kubernetes.api if self.backend == "kubernetes" else None,
         )
         if refusal is not None:
             raise SpecError(*refusal)

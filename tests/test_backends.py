@@ -78,6 +78,8 @@ def test_a_plugin_backend_is_a_valid_spec_that_refuses_kubernetes_options(monkey
         importlib.metadata, "entry_points", entry_points_with(("plugin", f"{__name__}:X"))
     )
     assert JobSpec(backend="plugin").backend == "plugin"
+    # Kubernetes' per-pod rules are not a plug-in's: a JAX worker of 2 processes is fine there.
+    assert JobSpec(backend="plugin", framework="jax", nproc_per_worker=2).world_size == 4
     with pytest.raises(
         SpecError, match="--image: only applies to --backend kubernetes, not plugin"
     ):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import re
 import subprocess
@@ -235,3 +236,30 @@ def test_history_keeps_a_spec_todays_rules_refuse(tmp_path):
 def test_placement_ranks():
     place = Placement("j", rank=5, nnodes=3, nproc_per_node=2)
     assert (place.node_rank, place.local_rank, place.world_size) == (2, 1, 6)
+
+
+def test_names_a_user_may_set_are_only_defaults():
+    spec = JobSpec(env={"TORCH_NCCL_ASYNC_ERROR_HANDLING": "3"})
+    assert worker_env("j", spec, 0, (1,), [], {})["TORCH_NCCL_ASYNC_ERROR_HANDLING"] == "3"
+    assert worker_env("j", JobSpec(), 0, (1,), [], {})["TORCH_NCCL_ASYNC_ERROR_HANDLING"] == "1"
+
+
+@pytest.mark.parametrize("framework", ["jax", "tensorflow", "xgboost"])
+def test_processes_that_take_every_gpu_do_not_share_a_worker(framework):
+    with pytest.raises(SpecError, match="--nproc-per-worker: the processes of a"):
+        JobSpec(framework=framework, gpus=2, nproc_per_worker="auto")
+    assert JobSpec(framework=framework, nproc_per_worker=2).world_size == 4  # CPU: fine
+
+
+def test_a_pods_exit_code_after_a_signal_reads_as_a_shells(tmp_path):
+    from jupyter_training.runtime import node
+
+    envs = [{**os.environ, "RANK": "0"}, {**os.environ, "RANK": "1"}]
+    payload = tmp_path / "payload.bin"
+    from jupyter_training.runtime.payload import Payload
+
+    Payload(
+        cell="import os, signal, time\nif os.environ['RANK'] == '1':\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\ntime.sleep(30)\n"
+    ).write(payload)
+    assert node.run_node(str(payload), envs) == 128 + 9  # and rank 0 was stopped, not waited for

@@ -113,8 +113,8 @@ class Framework:
             "LOCAL_WORLD_SIZE": str(place.nproc_per_node),
         }
 
-    def check(self, *, nproc_per_worker: int, gpus: int, api: str | None) -> str | None:
-        """Why this framework cannot run such a job (a message naming the flag), or None.
+    def check(self, *, nproc_per_worker: int, gpus: int, api: str | None) -> tuple[str, str] | None:
+        """Why this framework cannot run such a job, as (flag, message), or None.
 
         ``api`` is the resolved Kubeflow API on Kubernetes, None on the local backend.
         """
@@ -172,6 +172,18 @@ class Framework:
 
     def __repr__(self) -> str:
         return f"<framework {self.name}>"
+
+
+def one_process_per_gpu_set(name: str, nproc_per_worker: int, gpus: int) -> tuple[str, str] | None:
+    """The refusal for frameworks that take every GPU they see (all but PyTorch, which picks
+    one by LOCAL_RANK): several processes of one worker would fight over the same GPUs."""
+    if nproc_per_worker > 1 and gpus:
+        return (
+            "--nproc-per-worker",
+            f"the processes of a {name} worker would all take its {gpus} GPU(s); use "
+            "--nproc-per-worker 1 with more --workers (one per GPU set)",
+        )
+    return None
 
 
 _LOOPBACK = ("127.0.0.1", "localhost")

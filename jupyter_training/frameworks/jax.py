@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Iterator, MutableMapping
 
-from .base import Framework, KubeflowKind, Placement
+from .base import Framework, KubeflowKind, Placement, one_process_per_gpu_set
 
 JAXJOB_ENV = ("COORDINATOR_ADDRESS", "COORDINATOR_PORT", "NUM_PROCESSES", "PROCESS_ID")
 TRAINJOB_ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
@@ -51,6 +51,9 @@ class Jax(Framework):
         return env
 
     def check(self, *, nproc_per_worker: int, gpus: int, api: str | None) -> tuple[str, str] | None:
+        shared = one_process_per_gpu_set("JAX", nproc_per_worker, gpus)
+        if shared is not None:
+            return shared
         if api is not None and nproc_per_worker > 1:
             return (
                 "--nproc-per-worker",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import MutableMapping
 
-from .base import Framework, KubeflowKind, Placement
+from .base import Framework, KubeflowKind, Placement, one_process_per_gpu_set
 
 
 class TensorFlow(Framework):
@@ -45,6 +45,9 @@ class TensorFlow(Framework):
         return env
 
     def check(self, *, nproc_per_worker: int, gpus: int, api: str | None) -> tuple[str, str] | None:
+        shared = one_process_per_gpu_set("TensorFlow", nproc_per_worker, gpus)
+        if shared is not None:
+            return shared
         if api == "v2":
             return (
                 "--api",

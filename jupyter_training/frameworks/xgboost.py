@@ -11,7 +11,14 @@ import contextlib
 import os
 from collections.abc import Iterator
 
-from .base import Framework, KubeflowKind, Placement, is_loopback, wait_for_local_listener
+from .base import (
+    Framework,
+    KubeflowKind,
+    Placement,
+    is_loopback,
+    one_process_per_gpu_set,
+    wait_for_local_listener,
+)
 
 DMLC_ENV = ("DMLC_TRACKER_URI", "DMLC_TRACKER_PORT", "DMLC_TASK_ID", "DMLC_NUM_WORKER")
 
@@ -56,6 +63,9 @@ class XGBoost(Framework):
         return env
 
     def check(self, *, nproc_per_worker: int, gpus: int, api: str | None) -> tuple[str, str] | None:
+        shared = one_process_per_gpu_set("XGBoost", nproc_per_worker, gpus)
+        if shared is not None:
+            return shared
         if api is not None and nproc_per_worker > 1:
             return (
                 "--nproc-per-worker",

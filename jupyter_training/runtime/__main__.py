@@ -50,13 +50,15 @@ def main(argv: list[str]) -> int:
     ranks_here = 1 if node.CHILD_ENV in os.environ else framework.pod_processes(os.environ)
     if ranks_here > 1:  # a pod of several ranks: be its launcher
         node_rank, nnodes = framework.pod_node(os.environ)
+        install_packages()  # once per pod, not once per rank
         return node.run_node(argv[0], node.node_envs(os.environ, ranks_here, node_rank, nnodes))
     framework.complete_env(os.environ)
     buffer_stdout()
     mask_secrets()
     try:
         payload = Payload.read(Path(argv[0]))
-        install_packages()
+        if node.CHILD_ENV not in os.environ:  # a pod's launcher installed them already
+            install_packages()
         enter_workdir()
         ship_files(payload)
         namespace = restore_namespace(payload)

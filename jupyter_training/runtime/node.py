@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping
 
 #: Prefix of a line one of a pod's ranks printed: ``<GS>jt-rank N <line>``.
@@ -21,6 +22,9 @@ RANK_TAG = "\x1djt-rank "
 #: Set in the children: they run the cell, not another launcher.
 CHILD_ENV = "JUPYTER_TRAINING_NODE_CHILD"
 STOP_GRACE_SECONDS = 5.0
+POLL_SECONDS = 0.05
+#: How long the output of ranks that have exited is still read (their children may hold it).
+READ_REST_SECONDS = 2.0
 
 
 def tag(rank: int, line: str) -> str:
@@ -49,8 +53,6 @@ def run_node(payload: str, envs: list[Mapping[str, str]]) -> int:
                 stderr=subprocess.STDOUT,
             )
         )
-    failed: list[int] = []
-    done = threading.Event()
 
     def relay(rank: int, process: subprocess.Popen[bytes]) -> None:
         assert process.stdout is not None
@@ -59,11 +61,6 @@ def run_node(payload: str, envs: list[Mapping[str, str]]) -> int:
             with lock:
                 sys.stdout.write(tag(rank, line) + "\n")
                 sys.stdout.flush()
-        code = process.wait()
-        if code != 0:
-            with lock:
-                failed.append(code)
-            done.set()
 
     readers = [
         threading.Thread(target=relay, args=(int(env["RANK"]), process), daemon=True)
@@ -72,16 +69,24 @@ def run_node(payload: str, envs: list[Mapping[str, str]]) -> int:
     for reader in readers:
         reader.start()
     previous = signal.signal(signal.SIGTERM, lambda *_: _stop(processes))  # pod deleted
+    failed = 0
     try:
-        while any(reader.is_alive() for reader in readers):
-            if done.wait(0.1):
+        # Exits are watched on the processes, not their pipes: a rank's own child
+        # (a TensorBoard, say) may hold its stdout open after the rank has gone.
+        while True:
+            codes = [process.poll() for process in processes]
+            failed = next((code for code in codes if code not in (None, 0)), 0)
+            if failed:
                 _stop(processes)  # one rank failed: the node's others cannot go on
                 break
+            if None not in codes:
+                break
+            time.sleep(POLL_SECONDS)
         for reader in readers:
-            reader.join()
+            reader.join(READ_REST_SECONDS)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    return failed[0] if failed else 0
+    return 128 - failed if failed < 0 else failed  # killed by signal N: 128+N, as a shell says
 
 
 def _stop(processes: list[subprocess.Popen[bytes]]) -> None:

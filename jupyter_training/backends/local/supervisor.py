@@ -31,7 +31,7 @@ from ...events import (
     Event,
     phase_event,
 )
-from ...frameworks import Placement
+from ...frameworks import COMMON_ENV, Placement
 from ...runtime import records
 from ...runtime.masking import ENV_NAMES as SECRET_ENV_NAMES
 from ...spec import JobSpec
@@ -86,7 +86,10 @@ def worker_env(
     gpus = spec.gpus
     env = {k: v for k, v in base.items() if k not in _KERNEL_ONLY_ENV}
     env.update(spec.env)
-    env.update(framework.local_env(place))
+    for key, value in framework.local_env(place).items():
+        # Names a user may set (TORCH_NCCL_ASYNC_ERROR_HANDLING) are defaults only.
+        if key in framework.reserved_env or key in COMMON_ENV or key not in env:
+            env[key] = value
     env.update(
         PYTHONUNBUFFERED="1",
         CUDA_VISIBLE_DEVICES=",".join(
