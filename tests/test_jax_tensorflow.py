@@ -53,21 +53,27 @@ def test_jax_failure_is_named_by_rank(ip):
     assert "bad shard on process 1" in str(caught.value)
 
 
+#: Each worker adds task index + 1 through MultiWorkerMirroredStrategy: 3.0 on 2 workers.
+TF_ALL_REDUCE = (
+    "import json, os\n"
+    "import tensorflow as tf\n"
+    "strategy = tf.distribute.MultiWorkerMirroredStrategy()\n"
+    "task = json.loads(os.environ['TF_CONFIG'])['task']['index']\n"
+    "def step():\n"
+    "    ctx = tf.distribute.get_replica_context()\n"
+    "    return ctx.all_reduce('sum', tf.constant(float(task + 1)))\n"
+    "total = strategy.experimental_local_results(strategy.run(step))[0]\n"
+)
+
+
 def test_tensorflow_multiworker_all_reduce(ip, tmp_path):
     pytest.importorskip("tensorflow")
     run(ip, f"out = {str(tmp_path)!r}\n")
     run(
         ip,
         "%%train_distributed --framework tensorflow --workers 2\n"
-        "import json, os\n"
-        "import tensorflow as tf\n"
-        "strategy = tf.distribute.MultiWorkerMirroredStrategy()\n"
-        "task = json.loads(os.environ['TF_CONFIG'])['task']['index']\n"
-        "def step():\n"
-        "    ctx = tf.distribute.get_replica_context()\n"
-        "    return ctx.all_reduce('sum', tf.constant(float(task + 1)))\n"
-        "total = strategy.experimental_local_results(strategy.run(step))[0]\n"
-        "with open(f'{out}/tf-{task}.json', 'w') as f:\n"
+        + TF_ALL_REDUCE
+        + "with open(f'{out}/tf-{task}.json', 'w') as f:\n"
         "    json.dump({'replicas': strategy.num_replicas_in_sync, 'total': float(total)}, f)\n",
     )
     results = [json.loads((tmp_path / f"tf-{r}.json").read_text()) for r in (0, 1)]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_jax_tensorflow import TF_ALL_REDUCE
 
 from jupyter_training.client import TrainingClient
 from jupyter_training.spec import JobSpec, SpecError
@@ -15,10 +16,6 @@ from k8s.fixtures import *  # noqa: F403 - pytest fixtures: kube, kubeconfig, op
 from k8s.kubelet import run_cell_on_cluster
 
 NS = "default"
-
-
-def run_on_cluster(ip, operator, kube, tmp_path, kind: str, line: str, cell: str):
-    return run_cell_on_cluster(ip, operator, kube, tmp_path, kind, line, cell)
 
 
 JAX_CELL = (
@@ -32,7 +29,7 @@ JAX_CELL = (
 @pytest.mark.parametrize(("api", "kind"), [("v1", "jaxjobs"), ("v2", "trainjobs")])
 def test_jax_job_runs_end_to_end(ip, kubeconfig, kube, operator, tmp_path, api, kind):
     pytest.importorskip("jax")
-    out, job = run_on_cluster(
+    out, job = run_cell_on_cluster(
         ip,
         operator,
         kube,
@@ -56,17 +53,9 @@ def test_jax_job_runs_end_to_end(ip, kubeconfig, kube, operator, tmp_path, api, 
 def test_tfjob_runs_end_to_end(ip, kubeconfig, kube, operator, tmp_path):
     pytest.importorskip("tensorflow")
     cell = (
-        "import json, os\n"
-        "import tensorflow as tf\n"
-        "strategy = tf.distribute.MultiWorkerMirroredStrategy()\n"
-        "task = json.loads(os.environ['TF_CONFIG'])['task']['index']\n"
-        "def step():\n"
-        "    ctx = tf.distribute.get_replica_context()\n"
-        "    return ctx.all_reduce('sum', tf.constant(float(task + 1)))\n"
-        "total = strategy.experimental_local_results(strategy.run(step))[0]\n"
-        "print(f'replicas={strategy.num_replicas_in_sync} total={float(total)}')\n"
+        TF_ALL_REDUCE + "print(f'replicas={strategy.num_replicas_in_sync} total={float(total)}')\n"
     )
-    out, job = run_on_cluster(
+    out, job = run_cell_on_cluster(
         ip, operator, kube, tmp_path, "tfjobs", "--framework tensorflow -w 2 --timeout 90", cell
     )
     for rank in (0, 1):
@@ -128,7 +117,7 @@ def test_each_pod_runs_nproc_ranks(ip, kubeconfig, kube, operator, tmp_path, api
     """Two pods of two processes: one world of four, each line named by its global rank."""
     pytest.importorskip("torch")
     line = f"--api {api} -w 2 --nproc-per-worker 2 --timeout 90"
-    out, job = run_on_cluster(ip, operator, kube, tmp_path, kind, line, DDP_CELL)
+    out, job = run_cell_on_cluster(ip, operator, kube, tmp_path, kind, line, DDP_CELL)
     for rank in range(4):
         assert f"[rank {rank}] world=4 local={rank % 2} sum=10.0" in out
     assert len(job.ranks()) == 2  # two pods
@@ -138,7 +127,7 @@ def test_a_failing_process_in_a_pod_is_named_by_its_rank(ip, kubeconfig, kube, o
     pytest.importorskip("torch")
     cell = "import os\nif os.environ['RANK'] == '3':\n    raise ValueError('rank three broke')\n"
     with pytest.raises(Exception) as caught:
-        run_on_cluster(
+        run_cell_on_cluster(
             ip, operator, kube, tmp_path, "pytorchjobs", "--api v1 -w 2 --nproc-per-worker 2", cell
         )
     assert "rank 3 (pod" in str(caught.value) and "rank three broke" in str(caught.value)
