@@ -6,6 +6,7 @@ Users write ``c.TrainingApp.backend = "kubernetes"`` in a Jupyter config file
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from jupyter_core.paths import jupyter_config_path, jupyter_data_dir
@@ -127,6 +128,18 @@ class TrainingSettings(Configurable):
     request_timeout = Float(
         30.0, config=True, help="Seconds to wait for a Kubernetes API response (watches excepted)."
     )
+
+    mlflow_tracking_uri = Unicode(
+        "",
+        config=True,
+        help="Also log every job as an MLflow run at this tracking URI (default: the "
+        "MLFLOW_TRACKING_URI environment variable; empty and unset: no MLflow).",
+    )
+
+    @property
+    def mlflow_uri(self) -> str | None:
+        """Where jobs are logged as MLflow runs: the setting, else MLFLOW_TRACKING_URI."""
+        return self.mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
 
     def image_for(self, framework: str) -> str:
         """The default image of ``framework``'s workers (``c.TrainingApp.<name>_image``)."""

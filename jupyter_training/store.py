@@ -1,4 +1,4 @@
-"""Job history in SQLite: every job's spec, cell, phase, timestamps and failure.
+"""Job history in SQLite: every job's spec, cell, phase, timestamps, failure, params and metrics.
 
 It lives under the Jupyter data dir by default and outlives kernels, servers
 and the cluster's own objects. WAL mode and a busy timeout let a kernel, the
@@ -45,11 +45,61 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created DESC);
+-- Every reported point of every rank; (time, seq) come from the worker, so two
+-- followers of one job insert the same rows and the second insert is ignored.
+CREATE TABLE IF NOT EXISTS metric_points (
+    job_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    rank INTEGER NOT NULL,
+    time REAL NOT NULL,
+    seq INTEGER NOT NULL,
+    step INTEGER,
+    value REAL NOT NULL,
+    UNIQUE (job_id, name, rank, time, seq)
+);
+-- Where a job's run was exported to (one row per target, e.g. an MLflow URI) and who
+-- holds the lease to export it: one follower at a time, another after a lapse.
+CREATE TABLE IF NOT EXISTS exports (
+    job_id TEXT NOT NULL,
+    target TEXT NOT NULL,
+    run_id TEXT,
+    owner TEXT,
+    lease REAL NOT NULL DEFAULT 0,
+    watermark INTEGER NOT NULL DEFAULT 0,
+    done INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (job_id, target)
+);
 """
 
-_JSON_FIELDS = ("spec", "failure", "metrics")
+_JSON_FIELDS = ("spec", "failure", "metrics", "params", "tags", "context")
 #: Columns added after the first release, with their SQL types (added on open).
-_ADDED_COLUMNS = {"metrics": "TEXT"}
+_ADDED_COLUMNS = {
+    "metrics": "TEXT",
+    "params": "TEXT",
+    "tags": "TEXT",
+    "context": "TEXT",
+    "artifacts": "TEXT",
+    "sweep": "TEXT",
+    "history_done": "INTEGER NOT NULL DEFAULT 0",
+}
+#: Columns :meth:`JobStore.run_rows` reads: enough for a runs table, never the cell or spec.
+RUN_COLUMNS = (
+    "id",
+    "name",
+    "phase",
+    "framework",
+    "backend",
+    "workers",
+    "gpus",
+    "notebook",
+    "created",
+    "started",
+    "finished",
+    "sweep",
+    "params",
+    "metrics",
+    "tags",
+)
 
 
 class JobNotFound(KeyError):
@@ -77,6 +127,17 @@ class JobRecord:
     message: str = ""
     failure: dict[str, Any] | None = None
     metrics: dict[str, float] | None = None
+    #: Flags, plain notebook values the cell read, and ``log_params()`` (see ``tracking``).
+    params: dict[str, Any] | None = None
+    #: ``--tag key=value`` (and the tags a sweep adds).
+    tags: dict[str, str] | None = None
+    #: Cell hash, package versions, host or cluster (see ``tracking.context``).
+    context: dict[str, Any] | None = None
+    #: Where ``artifacts_dir()`` files are kept: a local path or ``pvc://CLAIM/PATH``.
+    artifacts: str | None = None
+    sweep: str | None = None
+    #: 1 once a follower has stored the job's whole metric history.
+    history_done: int = 0
     attempt: int = 0
     supervisor_pid: int | None = None
     supervisor_start: str | None = None
@@ -115,6 +176,9 @@ class JobRecord:
             "finished": _iso(self.finished),
             "failure": self.failure,
             "metrics": self.metrics,
+            "params": self.params or {},
+            "tags": self.tags or {},
+            "sweep": self.sweep,
             "message": self.message,
             "attempt": self.attempt,
             "notebook": self.notebook,
@@ -246,6 +310,158 @@ class JobStore:
                 os.close(fd)
         except OSError:
             pass  # the feed is a convenience; the database is the record
+
+    def merge(self, job_id: str, column: str, values: dict[str, Any]) -> None:
+        """Add ``values`` to the JSON object in ``column`` (params, tags, context)."""
+        if column not in ("params", "tags", "context") or not values:
+            return
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute(f"SELECT {column} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                db.execute("ROLLBACK")
+                return
+            merged = {**json.loads(row[0] or "{}"), **values}
+            db.execute(f"UPDATE jobs SET {column} = ? WHERE id = ?", (json.dumps(merged), job_id))
+            db.execute("COMMIT")
+        self._announce(job_id)
+
+    # -- metric history ---------------------------------------------------------------------------
+
+    def add_points(self, job_id: str, points: list[tuple[str, int, float, int, int | None, float]]):
+        """Store ``(name, rank, time, seq, step, value)`` points; ones already stored are ignored."""
+        if not points:
+            return
+        with self._connect() as db:
+            db.execute("BEGIN")
+            db.executemany(
+                "INSERT OR IGNORE INTO metric_points (job_id, name, rank, time, seq, step, value)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(job_id, *point) for point in points],
+            )
+            db.execute("COMMIT")
+
+    def metric_names(self, job_id: str) -> dict[str, dict[int, int]]:
+        """Each metric the job reported: ``{name: {rank: number of points}}``."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT name, rank, COUNT(*) FROM metric_points WHERE job_id = ? "
+                "GROUP BY name, rank ORDER BY MIN(rowid), rank",
+                (job_id,),
+            ).fetchall()
+        names: dict[str, dict[int, int]] = {}
+        for name, rank, count in rows:
+            names.setdefault(name, {})[rank] = count
+        return names
+
+    def history(
+        self, job_id: str, name: str, rank: int | None = None
+    ) -> list[tuple[int, int | None, float, float]]:
+        """Every point of metric ``name``: ``(rank, step, value, time)``, by rank then time."""
+        query = "SELECT rank, step, value, time FROM metric_points WHERE job_id = ? AND name = ?"
+        params: list[Any] = [job_id, name]
+        if rank is not None:
+            query += " AND rank = ?"
+            params.append(rank)
+        with self._connect() as db:
+            return db.execute(query + " ORDER BY rank, time, seq", params).fetchall()
+
+    def series(
+        self, job_id: str, name: str, rank: int, max_points: int = 1000
+    ) -> tuple[list[float], list[float], int]:
+        """Metric ``name`` of ``rank`` for a chart: ``(x, y, points stored)``.
+
+        ``x`` is the step (the point's index where no step was reported). Past
+        ``max_points`` the points are thinned to each bucket's lowest and highest
+        value, so spikes survive; the store keeps them all.
+        """
+        where = "WHERE job_id = ? AND name = ? AND rank = ?"
+        key = (job_id, name, rank)
+        with self._connect() as db:
+            total = db.execute(f"SELECT COUNT(*) FROM metric_points {where}", key).fetchone()[0]
+            ordered = (
+                "SELECT COALESCE(step, ROW_NUMBER() OVER w - 1) AS x, value, "
+                f"(ROW_NUMBER() OVER w - 1) / ? AS bucket FROM metric_points {where} "
+                "WINDOW w AS (ORDER BY time, seq)"
+            )
+            if total <= max_points:
+                rows = db.execute(f"SELECT x, value FROM ({ordered})", (1, *key)).fetchall()
+            else:
+                size = -(-total * 2 // max(2, max_points))
+                rows = db.execute(
+                    f"WITH p AS ({ordered}) "
+                    "SELECT bucket, x, MIN(value) FROM p GROUP BY bucket UNION ALL "
+                    "SELECT bucket, x, MAX(value) FROM p GROUP BY bucket ORDER BY 1, 2",
+                    (size, *key),
+                ).fetchall()
+                rows = [row[1:] for row in rows]
+        return [float(r[0]) for r in rows], [float(r[1]) for r in rows], total
+
+    def points_after(
+        self, job_id: str, watermark: int, limit: int = 1000
+    ) -> list[tuple[int, str, int, float, int, int | None, float]]:
+        """Points stored after ``watermark`` (a row id): ``(rowid, name, rank, time, seq, step,
+        value)``, oldest first (what an exporter has not sent yet)."""
+        with self._connect() as db:
+            return db.execute(
+                "SELECT rowid, name, rank, time, seq, step, value FROM metric_points "
+                "WHERE rowid > ? AND job_id = ? ORDER BY rowid LIMIT ?",
+                (watermark, job_id, limit),
+            ).fetchall()
+
+    # -- runs -------------------------------------------------------------------------------------
+
+    def run_rows(self, where: str = "", params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """The :data:`RUN_COLUMNS` of every job matching the SQL ``where``, newest first."""
+        query = f"SELECT {', '.join(RUN_COLUMNS)} FROM jobs {where} ORDER BY created DESC"
+        with self._connect() as db:
+            db.row_factory = None
+            return db.execute(query, params).fetchall()
+
+    def newest_named(self, name: str) -> JobRecord | None:
+        """The newest job called ``name``, if any."""
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT * FROM jobs WHERE name = ? ORDER BY created DESC LIMIT 1", (name,)
+            ).fetchone()
+        return _from_row(row) if row is not None else None
+
+    # -- exports ----------------------------------------------------------------------------------
+
+    def claim_export(self, job_id: str, target: str, owner: str, lease_seconds: float) -> bool:
+        """Take (or renew) the lease to export ``job_id`` to ``target``; False if another
+        owner holds a live lease or the export is done."""
+        now = time.time()
+        with self._connect() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO exports (job_id, target) VALUES (?, ?)", (job_id, target)
+            )
+            claimed = db.execute(
+                "UPDATE exports SET owner = ?, lease = ? WHERE job_id = ? AND target = ? "
+                "AND done = 0 AND (owner IS NULL OR owner = ? OR lease < ?)",
+                (owner, now + lease_seconds, job_id, target, owner, now),
+            ).rowcount
+        return claimed == 1
+
+    def export_state(self, job_id: str, target: str) -> dict[str, Any] | None:
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT * FROM exports WHERE job_id = ? AND target = ?", (job_id, target)
+            ).fetchone()
+        return dict(row) if row is not None else None
+
+    def update_export(self, job_id: str, target: str, owner: str, **fields: Any) -> bool:
+        """Set ``run_id``/``watermark``/``done`` of an export this ``owner`` holds."""
+        assignments = ", ".join(f"{column} = ?" for column in fields)
+        with self._connect() as db:
+            return (
+                db.execute(
+                    f"UPDATE exports SET {assignments} WHERE job_id = ? AND target = ? "
+                    "AND owner = ?",
+                    (*fields.values(), job_id, target, owner),
+                ).rowcount
+                == 1
+            )
 
     def count(self, *, phase: str | None = None, backend: str | None = None) -> int:
         """How many jobs match the filters."""
