@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .runtime import is_main, local_rank, rank, report, world_size
+from .runtime import artifacts_dir, is_main, local_rank, log_params, rank, report, world_size
 
 if TYPE_CHECKING:
     from .client import TrainingClient
@@ -20,11 +20,15 @@ __all__ = [
     "SpecError",
     "TrainingClient",
     "__version__",
+    "artifacts_dir",
     "is_main",
     "load_ipython_extension",
     "local_rank",
+    "log_params",
     "rank",
     "report",
+    "run",
+    "runs",
     "world_size",
 ]
 
@@ -49,7 +53,13 @@ def _jupyter_labextension_paths() -> list[dict[str, str]]:
 
 
 #: Public names loaded on first use: a worker importing :func:`rank` pays for none of them.
-_LAZY = {"TrainingClient": ".client", "JobSpec": ".spec", "SpecError": ".spec"}
+_LAZY = {
+    "TrainingClient": ".client",
+    "JobSpec": ".spec",
+    "SpecError": ".spec",
+    "runs": ".tracking",
+    "run": ".tracking",
+}
 
 
 def __getattr__(name: str) -> Any:

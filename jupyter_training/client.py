@@ -24,6 +24,7 @@ from .runtime.payload import Payload
 from .settings import TrainingSettings, load_settings
 from .spec import JobSpec, SpecError, secret_values
 from .store import JobRecord, JobStore, new_job_id, pending_record
+from .tracking.params import notebook_params
 
 
 class TrainingClient:
@@ -63,7 +64,7 @@ class TrainingClient:
             backend = self.backend(spec.backend)
             secrets = secret_values(spec, os.environ)
             payload = self._capture(spec, cell, namespace, hidden, history, workdir)
-            return backend.submit(
+            record = backend.submit(
                 spec,
                 payload,
                 cell=cell,
@@ -79,6 +80,12 @@ class TrainingClient:
             with contextlib.suppress(Exception):
                 self.cancel(job_id)
             raise
+        values = notebook_params(namespace or {}, [v.name for v in payload.values])
+        flags = record.params or {}
+        # Notebook values win over flags; a quick cell's log_params() may have landed: it wins.
+        self.store.merge(record.id, "params", values, keep_existing=True, override=flags)
+        record.params = {**flags, **values}
+        return record
 
     def dry_run(
         self,

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from .runtime import node, records
+from .runtime import node, records, reporting
 
 PENDING, RUNNING, RESTARTING = "Pending", "Running", "Restarting"
 SUCCEEDED, FAILED, CANCELLED = "Succeeded", "Failed", "Cancelled"
@@ -21,7 +21,7 @@ PHASES = (PENDING, RUNNING, RESTARTING, SUCCEEDED, FAILED, CANCELLED)
 TERMINAL_PHASES = frozenset({SUCCEEDED, FAILED, CANCELLED})
 
 #: Event kinds, in the order a job usually produces them.
-KINDS = ("phase", "worker", "log", "error", "report", "result")
+KINDS = ("phase", "worker", "log", "params", "context", "error", "report", "result")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +31,10 @@ class Event:
     ``phase`` events carry ``data["phase"]`` and ``data["message"]``; ``worker``
     events ``data["state"]`` (started/exited) and ``data["exit_code"]``; ``log``
     events ``data["line"]`` of ``rank``'s output; ``error`` events the remote
-    exception of ``rank`` (``exc_type``, ``message``, ``traceback``).
+    exception of ``rank`` (``exc_type``, ``message``, ``traceback``); ``report``
+    events one point of ``rank`` (``step``, ``total``, ``metrics``, and ``seq``,
+    which with ``time``, the worker's clock, makes the point unique); ``params``
+    events ``data["params"]``; ``context`` events ``data["versions"]`` and ``host``.
     """
 
     kind: str
@@ -67,7 +70,21 @@ def output_events(job_id: str, rank: int, line: str) -> Iterator[Event]:
         yield Event("log", job_id, {"line": text}, rank=rank)
     if record is not None:
         kind = record.pop("type")
+        if kind == "reports":  # a batch of points (see runtime.reporting)
+            yield from _report_events(job_id, rank, record)
+            return
         yield Event(kind if kind in KINDS else "log", job_id, record, rank=rank)
+
+
+def _report_events(job_id: str, rank: int, record: dict[str, Any]) -> Iterator[Event]:
+    try:
+        points = reporting.unpack_points(record)
+    except (KeyError, TypeError, ValueError) as err:
+        yield Event("log", job_id, {"line": f"[jupyter-training] unreadable reports: {err}"}, rank)
+        return
+    for when, seq, step, total, metrics in points:
+        data = {"step": step, "total": total, "metrics": metrics, "seq": seq, "rank": rank}
+        yield Event("report", job_id, data, rank=rank, time=when)
 
 
 class LineSplitter:

@@ -306,9 +306,6 @@ class TrainingMagics(Magics):
             print(f"[{record.name}] detached; the job keeps running: %train_attach {record.id}")
             return
         final = self.client.get(record.id)
-        metrics = view.progress.last_metrics()
-        if metrics:
-            self.client.store.update(final.id, metrics=metrics)
         view.show_finished(final)
         if final.phase == CANCELLED:
             raise JobCancelledError(final)

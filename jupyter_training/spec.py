@@ -34,6 +34,8 @@ RESERVED_ENV = frameworks.COMMON_ENV | frozenset(
         "JUPYTER_TRAINING_OUT",
         "JUPYTER_TRAINING_WORKDIR",
         "JUPYTER_TRAINING_RESULT_LIMIT",
+        "JUPYTER_TRAINING_ARTIFACTS_DIR",
+        "JUPYTER_TRAINING_ARTIFACTS_REFUSAL",
         SECRET_ENV_NAMES,
     }
 )
@@ -47,7 +49,10 @@ _DNS1123_SUBDOMAIN = re.compile(
 _LABEL_NAME = re.compile(r"^(?=.{1,63}$)[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/:@]*$")
 _PIP_REQUIREMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-\[\],<>=!~+*:/@]*$")
-_EXAMPLES = {"--env": "SEED=1", "--node-selector": "disktype=ssd"}
+_EXAMPLES = {"--env": "SEED=1", "--node-selector": "disktype=ssd", "--tag": "team=vision"}
+_TAG_KEY = re.compile(r"^[A-Za-z0-9_.\-/: ]{1,250}$")
+MAX_TAG_VALUE_LENGTH = 5000
+MAX_EXPERIMENT_LENGTH = 250
 #: ``--secret-env NAME=SECRET/KEY``: a Secret's name (DNS subdomain) and one of its data keys.
 _SECRET_REF = re.compile(
     r"^(?=.{1,253}/)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/[-._a-zA-Z0-9]+$"
@@ -190,6 +195,10 @@ class JobSpec:
     timeout: float | None = None
     files: tuple[str, ...] = ()
     out: tuple[str, ...] = ()
+    #: The MLflow experiment the run goes to (default: the notebook's name).
+    experiment: str | None = None
+    #: ``--tag key=value``: labels kept with the run (and sent to MLflow).
+    tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
     kubernetes: KubernetesOptions = dataclasses.field(default_factory=KubernetesOptions)
 
     def __init__(
@@ -206,6 +215,8 @@ class JobSpec:
         timeout: float | None = None,
         files: tuple[str, ...] | list[str] = (),
         out: tuple[str, ...] | list[str] = (),
+        experiment: str | None = None,
+        tags: Mapping[str, str] | None = None,
         kubernetes: KubernetesOptions | Mapping[str, Any] | None = None,
         **kubernetes_settings: Any,
     ) -> None:
@@ -235,6 +246,8 @@ class JobSpec:
             "timeout": timeout,
             "files": files,
             "out": out,
+            "experiment": experiment,
+            "tags": {} if tags is None else tags,
             "kubernetes": kubernetes,
         }
         for key, value in values.items():
@@ -242,7 +255,7 @@ class JobSpec:
         self._validate()
 
     def _validate(self) -> None:
-        for name in ("env", "secret_env"):
+        for name in ("env", "secret_env", "tags"):
             value = getattr(self, name)
             if not isinstance(value, Mapping):
                 raise SpecError(_flag(name), f"must be a mapping of KEY to VALUE, got {value!r}")
@@ -277,6 +290,17 @@ class JobSpec:
         for path in self.files:
             if not isinstance(path, str) or not path or "\x00" in path:
                 raise SpecError("--files", f"{path!r} is not a file path")
+        _check_tags(self.tags)
+        if self.experiment is not None and (
+            not isinstance(self.experiment, str)
+            or not self.experiment.strip()
+            or len(self.experiment) > MAX_EXPERIMENT_LENGTH
+        ):
+            raise SpecError(
+                "--experiment",
+                f"{self.experiment!r} is not an experiment name: give 1 to "
+                f"{MAX_EXPERIMENT_LENGTH} characters, e.g. --experiment lr-search",
+            )
         if self.backend != "kubernetes":
             self._check_kubernetes_only()
         refusal = framework.check(
@@ -355,6 +379,7 @@ class JobSpec:
         data = {name: getattr(self, name) for name in GENERAL_FIELDS}
         data["env"] = dict(self.env)
         data["secret_env"] = dict(self.secret_env)
+        data["tags"] = dict(self.tags)
         data.update(self.kubernetes.to_dict())
         return data
 
@@ -462,7 +487,7 @@ def secret_values(spec: JobSpec, environ: Mapping[str, str]) -> dict[str, str]:
 
 
 def _flag(field: str) -> str:
-    return {"volumes": "--volume", "node_selector": "--node-selector"}.get(
+    return {"volumes": "--volume", "node_selector": "--node-selector", "tags": "--tag"}.get(
         field, "--" + field.replace("_", "-")
     )
 
@@ -563,6 +588,20 @@ def _check_secret_env(
                 "--secret-env",
                 f"{name}={source!r}: expected SECRET/KEY, a Kubernetes Secret's name and one "
                 f"of its keys (for example --secret-env {name}=hf-token/token)",
+            )
+
+
+def _check_tags(tags: Mapping[str, str]) -> None:
+    for key, value in tags.items():
+        if not isinstance(key, str) or not _TAG_KEY.match(key):
+            raise SpecError(
+                "--tag",
+                f"{key!r} is not a tag name: use letters, digits and _ . - / : or spaces, "
+                "1 to 250 characters (for example --tag team=vision)",
+            )
+        if not isinstance(value, str) or len(value) > MAX_TAG_VALUE_LENGTH:
+            raise SpecError(
+                "--tag", f"the value of {key!r} must be text of at most {MAX_TAG_VALUE_LENGTH} characters"
             )
 
 

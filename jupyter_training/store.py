@@ -13,7 +13,7 @@ import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -54,8 +54,19 @@ CREATE TABLE IF NOT EXISTS metric_points (
     time REAL NOT NULL,
     seq INTEGER NOT NULL,
     step INTEGER,
-    value REAL NOT NULL,
+    value REAL,  -- NULL: the worker reported nan
     UNIQUE (job_id, name, rank, time, seq)
+);
+-- Each series thinned for charts (tracking.envelope), kept current by the followers:
+-- a chart of ten 100,000-point runs reads ten small rows, not a million points.
+CREATE TABLE IF NOT EXISTS metric_previews (
+    job_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    rank INTEGER NOT NULL,
+    points INTEGER NOT NULL,
+    x TEXT NOT NULL,
+    y TEXT NOT NULL,
+    PRIMARY KEY (job_id, name, rank)
 );
 -- Where a job's run was exported to (one row per target, e.g. an MLflow URI) and who
 -- holds the lease to export it: one follower at a time, another after a lapse.
@@ -311,8 +322,18 @@ class JobStore:
         except OSError:
             pass  # the feed is a convenience; the database is the record
 
-    def merge(self, job_id: str, column: str, values: dict[str, Any]) -> None:
-        """Add ``values`` to the JSON object in ``column`` (params, tags, context)."""
+    def merge(
+        self,
+        job_id: str,
+        column: str,
+        values: dict[str, Any],
+        *,
+        keep_existing: bool = False,
+        override: Iterable[str] = (),
+    ) -> None:
+        """Add ``values`` to the JSON object in ``column`` (params, tags, context);
+        with ``keep_existing`` the values already there win, except those named in
+        ``override``."""
         if column not in ("params", "tags", "context") or not values:
             return
         with self._connect() as db:
@@ -321,7 +342,13 @@ class JobStore:
             if row is None:
                 db.execute("ROLLBACK")
                 return
-            merged = {**json.loads(row[0] or "{}"), **values}
+            present = json.loads(row[0] or "{}")
+            if keep_existing:
+                replaced = set(override)
+                present = {k: v for k, v in present.items() if k not in replaced or k not in values}
+                merged = {**values, **present}
+            else:
+                merged = {**present, **values}
             db.execute(f"UPDATE jobs SET {column} = ? WHERE id = ?", (json.dumps(merged), job_id))
             db.execute("COMMIT")
         self._announce(job_id)
@@ -366,6 +393,37 @@ class JobStore:
         with self._connect() as db:
             return db.execute(query + " ORDER BY rank, time, seq", params).fetchall()
 
+    def save_previews(
+        self, job_id: str, previews: list[tuple[str, int, int, list[float], list[float]]]
+    ) -> None:
+        """Store ``(name, rank, points, x, y)`` chart previews, replacing older ones."""
+        if not previews:
+            return
+        rows = [
+            (job_id, name, rank, count, json.dumps(xs), json.dumps(ys))
+            for name, rank, count, xs, ys in previews
+        ]
+        with self._connect() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO metric_previews (job_id, name, rank, points, x, y) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def preview(
+        self, job_id: str, name: str, rank: int
+    ) -> tuple[list[float], list[float], int] | None:
+        """The stored chart preview of one series: ``(x, y, points)``, if any."""
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT x, y, points FROM metric_previews WHERE job_id = ? AND name = ? "
+                "AND rank = ?",
+                (job_id, name, rank),
+            ).fetchone()
+        if row is None:
+            return None
+        return json.loads(row[0]), json.loads(row[1]), row[2]
+
     def series(
         self, job_id: str, name: str, rank: int, max_points: int = 1000
     ) -> tuple[list[float], list[float], int]:
@@ -373,9 +431,19 @@ class JobStore:
 
         ``x`` is the step (the point's index where no step was reported). Past
         ``max_points`` the points are thinned to each bucket's lowest and highest
-        value, so spikes survive; the store keeps them all.
+        value, so spikes survive; the store keeps them all. The followers' preview
+        answers when it is fine enough; else the history is read.
         """
-        where = "WHERE job_id = ? AND name = ? AND rank = ?"
+        from .tracking.envelope import thin  # stdlib-only, small
+
+        preview = self.preview(job_id, name, rank)
+        if preview is not None and (preview[2] <= len(preview[0]) or max_points <= len(preview[0])):
+            xs, ys, count = preview
+            if len(xs) > max_points:
+                points = thin(list(zip(xs, ys, strict=True)), max_points)
+                xs, ys = [p[0] for p in points], [p[1] for p in points]
+            return xs, ys, count
+        where = "WHERE job_id = ? AND name = ? AND rank = ? AND value IS NOT NULL"
         key = (job_id, name, rank)
         with self._connect() as db:
             total = db.execute(f"SELECT COUNT(*) FROM metric_points {where}", key).fetchone()[0]
@@ -417,6 +485,17 @@ class JobStore:
         with self._connect() as db:
             db.row_factory = None
             return db.execute(query, params).fetchall()
+
+    def unrecorded(self, backend: str) -> list[str]:
+        """Finished jobs of ``backend`` that ran but whose history nobody stored."""
+        marks = ", ".join("?" for _ in TERMINAL_PHASES)
+        with self._connect() as db:
+            rows = db.execute(
+                f"SELECT id FROM jobs WHERE backend = ? AND history_done = 0 AND started IS NOT "
+                f"NULL AND phase IN ({marks})",
+                (backend, *sorted(TERMINAL_PHASES)),
+            ).fetchall()
+        return [row[0] for row in rows]
 
     def newest_named(self, name: str) -> JobRecord | None:
         """The newest job called ``name``, if any."""
@@ -471,7 +550,13 @@ class JobStore:
 
 
 def pending_record(job_id: str, spec: JobSpec, cell: str, **fields: Any) -> JobRecord:
-    """A new Pending record for ``spec``."""
+    """A new Pending record for ``spec``, its flags as params and its tags."""
+    from .tracking.params import cell_hash, flag_params
+
+    fields.setdefault("params", flag_params(spec))
+    fields.setdefault("tags", dict(spec.tags))
+    context = {"cell_sha256": cell_hash(cell), "notebook": fields.get("notebook")}
+    fields["context"] = {**context, **(fields.get("context") or {})}
     return JobRecord(
         id=job_id,
         name=spec.name or f"job-{job_id}",

@@ -26,7 +26,7 @@ from . import node, records
 from .context import rank
 from .masking import MaskingStream, mask, secret_values
 from .payload import Payload
-from .reporting import send_results
+from .reporting import flush_reports, send_context, send_results
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -64,7 +64,11 @@ def main(argv: list[str]) -> int:
         namespace = restore_namespace(payload)
         code = compile_source(payload.cell, payload.filename)
         with framework.around_cell():
-            exec(code, namespace)
+            try:
+                exec(code, namespace)
+            finally:
+                flush_reports()
+                send_context()
             out = [n for n in os.environ.get("JUPYTER_TRAINING_OUT", "").split(",") if n]
             if out and rank() == 0:
                 send_results(namespace, out)
@@ -102,6 +106,7 @@ def buffer_stdout() -> None:
     def flush_periodically() -> None:
         while not _FLUSHER_STOP.wait(FLUSH_SECONDS):
             with contextlib.suppress(Exception):
+                flush_reports(stale_only=True)  # a report the loop made before going quiet
                 _FLUSHED[-1].flush()
 
     _FLUSHER.append(threading.Thread(target=flush_periodically, name="jt-flush", daemon=True))
@@ -225,6 +230,8 @@ def report_failure(err: BaseException) -> None:
 
 def _exit(code: int) -> None:
     stop_flusher()
+    with contextlib.suppress(Exception):
+        flush_reports()
     for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
         with contextlib.suppress(Exception):
             stream.flush()

@@ -1,41 +1,215 @@
-"""``report()`` and results: structured records a worker writes into its output.
+"""``report()``, ``log_params()``, ``artifacts_dir()`` and results: what worker code sends home.
 
-Both travel as framed records (:mod:`.records`) on the worker's own stdout, so
+They travel as framed records (:mod:`.records`) on the worker's own stdout, so
 they need no extra network path and work the same locally and in a pod.
+Reports are batched: a call stamps the point (wall time and a sequence number,
+which make it unique so two followers store it once) and queues it; the queue
+goes out as one record every 100 ms or 2,000 points, so a loop reporting
+10,000 times a second barely notices.
 """
 
 from __future__ import annotations
 
+import array
 import base64
+import itertools
 import operator
 import os
 import pickle
+import sys
+import threading
+import time
+from collections import deque
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from . import records
 from .context import rank
+from .params import plain_value
 
 #: Largest pickled result sent through the output channel (env JUPYTER_TRAINING_RESULT_LIMIT).
 DEFAULT_RESULT_LIMIT = 64 * 1024 * 1024
 #: Base64 characters per result record line.
 CHUNK_CHARS = 512 * 1024
+#: Queued reports go out at least this often (seconds) and at most this many per record.
+FLUSH_SECONDS = 0.1
+FLUSH_POINTS = 2000
+ARTIFACTS_ENV = "JUPYTER_TRAINING_ARTIFACTS_DIR"
+#: Set where a job cannot keep artifacts: the message ``artifacts_dir()`` raises.
+ARTIFACTS_REFUSAL_ENV = "JUPYTER_TRAINING_ARTIFACTS_REFUSAL"
+#: Modules whose versions a run records when the cell imported them.
+VERSIONED_MODULES = (
+    "torch",
+    "xgboost",
+    "jax",
+    "jaxlib",
+    "tensorflow",
+    "lightning",
+    "accelerate",
+    "transformers",
+    "numpy",
+)
+
+_pending: deque[tuple[float, int, int | None, int | None, dict[str, float]]] = deque()
+_sequence = itertools.count()
+_flush_lock = threading.Lock()
+_last_flush = [0.0]
+#: Whether this process runs inside a job (read once; tests may reset it).
+_IN_JOB = ["JUPYTER_TRAINING_JOB_ID" in os.environ]
 
 
 def report(step: int | None = None, total: int | None = None, **metrics: Any) -> None:
     """Report progress and metrics from worker code: ``report(step=i, total=n, loss=l)``.
 
     Shows as a progress bar per rank and a live chart per metric in the
-    notebook. Metric values must be numbers (tensors and NumPy scalars are
-    converted). Ordinary prints are unaffected.
+    notebook, and every point is kept in the run's history. Metric values
+    must be numbers (tensors and NumPy scalars are converted). Ordinary
+    prints are unaffected.
     """
-    step, total = _whole("step", step), _whole("total", total)
-    values = {name: _number(name, value) for name, value in metrics.items()}
-    if "JUPYTER_TRAINING_JOB_ID" not in os.environ:  # called outside a job: just show it
+    if type(step) is not int:  # the common case costs one check
+        step = _whole("step", step)
+    if type(total) is not int:
+        total = _whole("total", total)
+    values = metrics
+    for value in metrics.values():
+        if type(value) is not float and type(value) is not int:
+            values = {name: _number(name, value) for name, value in metrics.items()}
+            break
+    if not _IN_JOB[0]:  # called outside a job: just show it
         shown = " ".join(f"{k}={v:.4g}" for k, v in values.items())
         print(f"report: step {step}/{total} {shown}".replace(" None", " -"))
         return
-    records.emit("report", step=step, total=total, metrics=values, rank=rank())
+    _pending.append((time.time(), next(_sequence), step, total, values))
+    if len(_pending) >= FLUSH_POINTS or time.monotonic() - _last_flush[0] >= FLUSH_SECONDS:
+        flush_reports()
+
+
+def flush_reports(stale_only: bool = False) -> None:
+    """Send the queued reports as one record (``stale_only``: only if the oldest has waited)."""
+    if not _pending:
+        return
+    if stale_only and time.monotonic() - _last_flush[0] < FLUSH_SECONDS:
+        return
+    with _flush_lock:  # one sender at a time, so points leave in the order they were made
+        _last_flush[0] = time.monotonic()
+        points = []
+        while _pending and len(points) < 10 * FLUSH_POINTS:
+            points.append(_pending.popleft())
+        if points:
+            records.emit("reports", rank=rank(), **pack_points(points))
+
+
+def pack_points(points: list[tuple[float, int, int | None, int | None, dict[str, float]]]):
+    """A batch of points as record fields: packed columns when every point has the same
+    metric names (the usual loop), else a plain list. :func:`unpack_points` reverses it."""
+    names = points[0][4].keys()
+    if any(p[4].keys() != names for p in points):
+        return {"points": points}
+    times, seqs, steps, totals, values = zip(*points, strict=True)
+    return {
+        "n": len(points),
+        "time": _pack("d", times),
+        "seq": _pack("q", seqs),
+        "step": _pack("q", [_NONE if s is None else s for s in steps]),
+        "total": _pack("q", [_NONE if t is None else t for t in totals]),
+        "metrics": {name: _pack("d", [v[name] for v in values]) for name in names},
+    }
+
+
+def unpack_points(data: Mapping[str, Any]):
+    """``(time, seq, step, total, metrics)`` tuples from a ``reports`` record."""
+    if "points" in data:
+        return [tuple(p) for p in data["points"]]
+    count = int(data["n"])
+    times, seqs = _unpack("d", data["time"]), _unpack("q", data["seq"])
+    steps, totals = _unpack("q", data["step"]), _unpack("q", data["total"])
+    columns = {name: _unpack("d", text) for name, text in data["metrics"].items()}
+    return [
+        (
+            times[i],
+            seqs[i],
+            None if steps[i] == _NONE else steps[i],
+            None if totals[i] == _NONE else totals[i],
+            {name: column[i] for name, column in columns.items()},
+        )
+        for i in range(count)
+    ]
+
+
+#: Stands for "not given" in a packed step or total column.
+_NONE = -(2**63)
+
+
+def _pack(code: str, values: Any) -> str:
+    packed = array.array(code, values)
+    if sys.byteorder == "big":
+        packed.byteswap()  # little-endian on the wire, whoever reads it
+    return base64.b64encode(packed.tobytes()).decode("ascii")
+
+
+def _unpack(code: str, text: str) -> array.array:
+    packed = array.array(code)
+    packed.frombytes(base64.b64decode(text))
+    if sys.byteorder == "big":
+        packed.byteswap()
+    return packed
+
+
+def log_params(**params: Any) -> None:
+    """Record params of this run: ``log_params(lr=0.01, layers=[64, 64])``.
+
+    Values must be plain data (numbers, strings, bools, None, short lists and
+    dicts of them); they join the magic's flags and the notebook values the
+    cell read, and win over both.
+    """
+    values = {}
+    for name, value in params.items():
+        ok, data = plain_value(value)
+        if not ok:
+            raise TypeError(
+                f"log_params(): {name!r} is a {type(value).__name__}, not plain data; pass "
+                "numbers, strings, bools, None or short lists/dicts of them (log a summary, "
+                "e.g. its shape, instead)"
+            )
+        values[name] = data
+    if "JUPYTER_TRAINING_JOB_ID" not in os.environ:
+        print("params: " + " ".join(f"{k}={v!r}" for k, v in values.items()))
+        return
+    records.emit("params", params=values, rank=rank())
+
+
+def artifacts_dir() -> Path:
+    """The directory whose files are kept with this run (created on first use).
+
+    Every rank gets the same directory (locally: under the job store; on
+    Kubernetes: on the job's ``--volume``). Outside a job: ``./artifacts``.
+    """
+    path = os.environ.get(ARTIFACTS_ENV)
+    if not path:
+        refusal = os.environ.get(ARTIFACTS_REFUSAL_ENV)
+        if refusal:
+            raise RuntimeError(refusal)
+        if "JUPYTER_TRAINING_JOB_ID" in os.environ:
+            raise RuntimeError("artifacts_dir(): this job's backend keeps no artifacts")
+        path = "artifacts"
+    directory = Path(path)
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def send_context() -> None:
+    """Rank 0 records what it ran with: Python and the versions of the frameworks imported."""
+    if "JUPYTER_TRAINING_JOB_ID" not in os.environ or rank() != 0:
+        return
+    versions = {"python": sys.version.split()[0]}
+    for name in VERSIONED_MODULES:
+        module = sys.modules.get(name)
+        version = getattr(module, "__version__", None) if module is not None else None
+        if isinstance(version, str):
+            versions[name] = version
+    host = os.uname().nodename if hasattr(os, "uname") else ""
+    records.emit("context", versions=versions, host=host, rank=0)
 
 
 def _whole(name: str, value: Any) -> int | None:

@@ -20,6 +20,7 @@ from typing import Any
 from ..client import TrainingClient
 from ..events import Event
 from ..store import JobNotFound, JobRecord
+from ..tracking.recorder import RunRecorder
 
 log = logging.getLogger(__name__)
 
@@ -133,16 +134,23 @@ class JobMonitor:
         ).start()
 
     def _follow(self, job_id: str) -> None:
+        recorder = RunRecorder(
+            self.client.store, job_id, mlflow_uri=self.client.settings.mlflow_uri
+        )
+        ended = False
         try:
             for event in self.client.events(job_id, stop=self.stopping):
+                recorder.feed(event)
+                ended = ended or event.is_terminal
                 if event.kind == "report" and event.rank == 0 and event.data.get("metrics"):
                     self._update_metrics(job_id, event.data["metrics"])
         except Exception as err:  # a broken stream must not take the server down
             log.warning("jupyter-training: following job %s stopped: %s", job_id, err)
         finally:
-            metrics = self.metrics.get(job_id)
-            if metrics:
-                self.client.store.update(job_id, metrics=metrics)  # announces the change
+            try:
+                recorder.close(complete=ended)  # announces the change
+            except Exception as err:
+                log.warning("jupyter-training: recording job %s failed: %s", job_id, err)
             with self.lock:
                 self.followed.discard(job_id)
 

@@ -2,9 +2,10 @@
 
 The job's event stream is read on a helper thread into a bounded queue (so a
 job printing millions of lines cannot grow the kernel's memory); the kernel's
-thread folds events into the view in batches, redraws on a clock, and, when a
-widget view is shown, lets the frontend's button clicks through while the
-cell runs.
+thread folds events into the view (and the run's history, see
+:mod:`jupyter_training.tracking.recorder`) in batches, redraws on a clock,
+and, when a widget view is shown, lets the frontend's button clicks through
+while the cell runs.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, Protocol
 from ..client import TrainingClient
 from ..events import Event
 from ..results import ResultCollector
+from ..tracking.recorder import RunRecorder
 
 TICK_SECONDS = 0.1
 QUEUE_LIMIT = 10_000
@@ -43,6 +45,7 @@ class Follower:
         self.job_id = job_id
         self.view = view
         self.results = ResultCollector()
+        self.recorder = RunRecorder(client.store, job_id, mlflow_uri=client.settings.mlflow_uri)
         self.detached = False
         self._ui_events = ui_events
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_LIMIT)
@@ -52,6 +55,7 @@ class Follower:
         """Block until the job's terminal event has been handled (or a detach)."""
         thread = threading.Thread(target=self._pump, name="jt-follow", daemon=True)
         thread.start()
+        ended = False
         try:
             with self._ui_poller() as poll_ui:
                 while True:
@@ -63,6 +67,8 @@ class Follower:
                             raise item
                         self.view.handle(item)
                         self.results.feed(item)
+                        self.recorder.feed(item)
+                        ended = ended or item.is_terminal
                     self.view.tick()
                     poll_ui()
                     if self.view.cancel_requested:
@@ -73,6 +79,7 @@ class Follower:
                         return
         finally:
             self._stop.set()
+            self.recorder.close(complete=ended)
 
     def _next_batch(self) -> list[Any]:
         try:

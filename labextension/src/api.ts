@@ -40,6 +40,9 @@ export interface Job {
   attempt: number;
   notebook: string | null;
   metrics: Record<string, number> | null;
+  /** The run's params (notebook values the cell read, the magic's flags, log_params()). */
+  params?: Record<string, unknown>;
+  tags?: Record<string, unknown>;
 }
 
 export interface JobDetail extends Job {
@@ -56,9 +59,68 @@ export interface JobPage {
 export interface JobQuery {
   limit?: number;
   offset?: number;
+  /** A case-insensitive substring, or a glob with `*` / `?`. */
+  name?: string;
   phase?: string;
   backend?: string;
   notebook?: string;
+  /** `created` (newest first), `metrics.NAME` or `params.NAME`; a leading `-` sorts descending. */
+  sort?: string;
+}
+
+/** A job's metrics and, per rank, how many points the server stored. */
+export interface MetricIndex {
+  job_id: string;
+  metrics: { name: string; ranks: Record<string, number> }[];
+}
+
+/** One rank's curve, downsampled by the server; `points` is how many it stored in all. */
+export interface RankSeries {
+  rank: number;
+  x: number[];
+  y: number[];
+  points: number;
+}
+
+export interface MetricHistory {
+  name: string;
+  series: RankSeries[];
+}
+
+/** Which ranks to show: one rank or every rank overlaid. */
+export type RankChoice = number | 'all';
+
+export interface CompareRun {
+  id: string;
+  name: string;
+  phase: Phase;
+  framework: string;
+  backend: string;
+  workers: number;
+  created: string | null;
+  duration: number | null;
+  params: Record<string, unknown>;
+  metrics: Record<string, number> | null;
+  tags: Record<string, unknown>;
+}
+
+export interface CompareCurve {
+  id: string;
+  name: string;
+  x: number[];
+  y: number[];
+}
+
+export type ObjectiveMode = 'min' | 'max';
+
+export interface Comparison {
+  runs: CompareRun[];
+  params: string[];
+  differing: string[];
+  objective: { metric: string; mode: ObjectiveMode } | null;
+  best: string | null;
+  /** Rank 0's curve of every run, per metric. */
+  curves: Record<string, CompareCurve[]>;
 }
 
 export interface BackendInfo {
@@ -156,6 +218,31 @@ export class TrainingApi {
     const query = rank === null ? '' : `?rank=${rank}`;
     const response = await this._request(`jobs/${encodeURIComponent(id)}/logs${query}`);
     return response.text();
+  }
+
+  metricIndex(id: string): Promise<MetricIndex> {
+    return this._json(`jobs/${encodeURIComponent(id)}/metrics`);
+  }
+
+  /** One metric's curves, at most `maxPoints` a rank (thinned by the server). */
+  metricHistory(id: string, name: string, rank: RankChoice, maxPoints: number): Promise<MetricHistory> {
+    const query = `rank=${rank}&max_points=${maxPoints}`;
+    return this._json(
+      `jobs/${encodeURIComponent(id)}/metrics/${encodeURIComponent(name)}?${query}`
+    );
+  }
+
+  /** Runs side by side: params (and which differ), final metrics, best run, rank-0 curves. */
+  compare(
+    ids: string[],
+    objective: { metric: string; mode: ObjectiveMode } | null,
+    maxPoints: number
+  ): Promise<Comparison> {
+    const query = [`ids=${ids.map(encodeURIComponent).join(',')}`, `max_points=${maxPoints}`];
+    if (objective) {
+      query.push(`objective=${encodeURIComponent(`${objective.metric}:${objective.mode}`)}`);
+    }
+    return this._json(`compare?${query.join('&')}`);
   }
 
   cluster(): Promise<ClusterInfo> {

@@ -35,6 +35,7 @@ from ...store import JobRecord, JobStore, new_job_id, pending_record
 from .cluster import Cluster, ClusterError, load_api_client
 from .manifests import (
     JobObjects,
+    artifacts_location,
     configmap_name,
     owner_reference,
     render,
@@ -228,7 +229,19 @@ class KubernetesBackend:
             owner = owner_reference(created)
             for body in owned:
                 cluster.set_owner(body["kind"], job.namespace, body["metadata"]["name"], owner)
-        record = pending_record(job_id, spec, cell, notebook=notebook, workdir=workdir)
+        location = artifacts_location(job)
+        record = pending_record(
+            job_id,
+            spec,
+            cell,
+            notebook=notebook,
+            workdir=workdir,
+            artifacts=f"pvc://{location[0]}{location[1]}" if location else None,
+            context={
+                "cluster": spec.kubernetes.context or self.settings.context or "default",
+                "namespace": job.namespace,
+            },
+        )
         record.name = job.name
         record.message = f"{job.target.kind} {job.namespace}/{job.name} created"
         return self.store.add(record)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ...runtime.masking import ENV_NAMES as SECRET_ENV_NAMES
+from ...runtime.reporting import ARTIFACTS_ENV, ARTIFACTS_REFUSAL_ENV
 from ...spec import JobSpec, parse_volume
 from .targets import (
     ANNOTATION_NOTEBOOK,
@@ -187,9 +188,25 @@ def _env(job: JobObjects) -> list[dict[str, Any]]:
         env["JUPYTER_TRAINING_RESULT_LIMIT"] = str(job.result_limit)
     if job.spec.secret_env:
         env[SECRET_ENV_NAMES] = ",".join(job.spec.secret_env)
+    location = artifacts_location(job)
+    if location is None:
+        env[ARTIFACTS_REFUSAL_ENV] = (
+            "artifacts_dir(): this Kubernetes job has no shared volume to keep artifacts on; "
+            "add --volume CLAIM:PATH (a PersistentVolumeClaim every worker mounts)"
+        )
+    else:
+        env[ARTIFACTS_ENV] = location[1]
     env.update(job.spec.env)
     plain: list[dict[str, Any]] = [{"name": key, "value": value} for key, value in env.items()]
     return plain + [_secret_env_var(job, name) for name in job.spec.secret_env]
+
+
+def artifacts_location(job: JobObjects) -> tuple[str, str] | None:
+    """``(claim, path in the pod)`` where the run's artifacts go: under the first --volume."""
+    if not job.spec.kubernetes.volumes:
+        return None
+    claim, mount = parse_volume(job.spec.kubernetes.volumes[0])
+    return claim, f"{mount.rstrip('/')}/jupyter-training/{job.name}-{job.job_id}/artifacts"
 
 
 def _secret_env_var(job: JobObjects, name: str) -> dict[str, Any]:

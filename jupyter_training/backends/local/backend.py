@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -98,7 +99,13 @@ class LocalBackend:
         files.create()
         payload.write(files.payload)
         record = pending_record(
-            job_id, spec, cell, notebook=notebook, workdir=workdir or os.getcwd()
+            job_id,
+            spec,
+            cell,
+            notebook=notebook,
+            workdir=workdir or os.getcwd(),
+            artifacts=str(files.artifacts),
+            context={"host": platform.node()},
         )
         self.store.add(record)
         self.start_supervisor(job_id, files, secrets or {})

@@ -1,7 +1,8 @@
 """A local job's directory: payload, event journal and one log per rank.
 
-``jobs/<id>/payload.bin``, ``events.jsonl`` (written by the supervisor) and
-``rank-<r>.log`` (each worker's stdout and stderr). Files are 0600 in a 0700
+``jobs/<id>/payload.bin``, ``events.jsonl`` (written by the supervisor),
+``rank-<r>.log`` (each worker's stdout and stderr) and ``artifacts/`` (the
+run's ``artifacts_dir()``). Files are 0600 in a 0700
 directory. :meth:`JobFiles.follow` tails them into the one event stream.
 """
 
@@ -37,6 +38,11 @@ class JobFiles:
     def shipped(self) -> Path:
         """Where workers materialize the job's ``--files``."""
         return self.root / "files"
+
+    @property
+    def artifacts(self) -> Path:
+        """Where ``artifacts_dir()`` points every rank (created by the first rank using it)."""
+        return self.root / "artifacts"
 
     @property
     def event_journal(self) -> Path:

@@ -34,6 +34,7 @@ from ...events import (
 from ...frameworks import COMMON_ENV, Placement
 from ...runtime import records
 from ...runtime.masking import ENV_NAMES as SECRET_ENV_NAMES
+from ...runtime.reporting import ARTIFACTS_ENV
 from ...spec import JobSpec
 from ...store import JobStore
 from .files import JobFiles
@@ -66,6 +67,7 @@ def worker_env(
     files_dir: str = "",
     result_limit: int | None = None,
     restart_count: int = 0,
+    artifacts_dir: str = "",
 ) -> dict[str, str]:
     """The environment of global ``rank``: its framework's contract, our runtime's names.
 
@@ -100,6 +102,8 @@ def worker_env(
         JUPYTER_TRAINING_FILES_DIR=files_dir,
         JUPYTER_TRAINING_OUT=",".join(spec.out),
     )
+    if artifacts_dir:
+        env[ARTIFACTS_ENV] = artifacts_dir
     if result_limit is not None:
         env["JUPYTER_TRAINING_RESULT_LIMIT"] = str(result_limit)
     if spec.secret_env:  # names only: the values come from ``base``
@@ -194,6 +198,7 @@ class Supervisor:
                     str(self.files.shipped),
                     self.result_limit,
                     restart_count=attempt,
+                    artifacts_dir=str(self.files.artifacts),
                 ),
             )
         now = time.time()

@@ -13,6 +13,7 @@ import { useNow } from '../hooks';
 import { NotebookBridge } from '../notebook';
 import { emptyProgress, foldEvent, JobProgress } from '../progress';
 import { LogViewer } from './LogViewer';
+import { MetricCharts } from './MetricCharts';
 import { PhaseBadge } from './PhaseBadge';
 import { RankTable } from './RankTable';
 
@@ -120,6 +121,7 @@ export function JobDetails({
         </div>
       )}
       <RankTable ranks={progress.ranks} />
+      <MetricCharts api={api} stream={stream} jobId={job.id} ranks={worldSize(job)} />
       <LogViewer lines={progress.log} ranks={Math.max(worldSize(job), progress.ranks.length)} />
       {cell !== null && (
         <details className="jp-TrainingDetails-cell">

@@ -1,0 +1,118 @@
+"""``--where 'params.lr>0.01 and metrics.loss<0.5'`` and ``--sort -metrics.loss`` for run tables.
+
+Conditions compare one column of a run row (``name``, ``phase``, ``workers``,
+``params.<name>``, ``metrics.<name>``, ``tags.<name>``, ...) with a number or a
+word, joined by ``and`` (MLflow's search filters work the same way). Numbers
+compare as numbers; anything else compares as text. A run without the column
+never matches.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+_OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    "!=": operator.ne,
+    "==": operator.eq,
+    "=": operator.eq,
+    ">": operator.gt,
+    "<": operator.lt,
+}
+_CONDITION = re.compile(
+    r"""^\s*(?P<column>[A-Za-z_][\w]*(\.[\w./:-]+)?)\s*(?P<op>>=|<=|!=|==|=|>|<)\s*
+    (?P<value>"[^"]*"|'[^']*'|[^\s"']+)\s*$""",
+    re.VERBOSE,
+)
+_AND = re.compile(r"\s+and\s+|\s*&&\s*", re.IGNORECASE)
+
+Row = Mapping[str, Any]
+
+
+class WhereError(ValueError):
+    """A ``--where`` or ``--sort`` that does not parse; the message names the flag."""
+
+    def __init__(self, flag: str, message: str) -> None:
+        super().__init__(f"{flag}: {message}")
+        self.flag = flag
+
+
+def parse_where(text: str, flag: str = "--where") -> Callable[[Row], bool]:
+    """A predicate over run rows for ``text``; raises :class:`WhereError`."""
+    conditions = []
+    for part in _AND.split(text.strip()):
+        match = _CONDITION.match(part)
+        if match is None:
+            raise WhereError(
+                flag,
+                f"cannot read {part.strip()!r}: write COLUMN OP VALUE joined by 'and', e.g. "
+                "\"params.lr>0.01 and metrics.loss<0.5\" (OP is one of = != < <= > >=)",
+            )
+        value = match["value"]
+        quoted = value[0] in "\"'"
+        conditions.append(
+            (match["column"], _OPERATORS[match["op"]], value[1:-1] if quoted else _number(value))
+        )
+
+    def matches(row: Row) -> bool:
+        return all(_compare(row.get(column), test, value) for column, test, value in conditions)
+
+    return matches
+
+
+def parse_sort(text: str, flag: str = "--sort") -> tuple[str, bool]:
+    """``"-metrics.loss"`` -> ``("metrics.loss", True)`` (descending)."""
+    descending = text.startswith("-")
+    column = text.lstrip("-+").strip()
+    if not re.fullmatch(r"[A-Za-z_]\w*(\.[\w./:-]+)?", column):
+        raise WhereError(
+            flag, f"{text!r} is not a column: use e.g. metrics.loss, -metrics.accuracy, created"
+        )
+    return column, descending
+
+
+def sort_rows(rows: list[dict[str, Any]], column: str, descending: bool) -> list[dict[str, Any]]:
+    """``rows`` ordered by ``column`` (numbers before text; rows without it last)."""
+    present = [r for r in rows if r.get(column) is not None]
+    missing = [r for r in rows if r.get(column) is None]
+    present.sort(key=lambda r: _sort_key(r[column]), reverse=descending)
+    return present + missing
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    if isinstance(value, bool):
+        return (1, str(value))
+    if isinstance(value, int | float):
+        return (0, value)
+    return (1, str(value))
+
+
+def _number(text: str) -> Any:
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+
+
+def _compare(actual: Any, test: Callable[[Any, Any], bool], expected: Any) -> bool:
+    if actual is None:
+        return expected is None and test is operator.eq
+    numeric = isinstance(expected, int | float) and not isinstance(expected, bool)
+    if numeric and isinstance(actual, str):
+        try:
+            actual = float(actual)
+        except ValueError:
+            return test is operator.ne
+    if numeric and isinstance(actual, int | float):
+        return test(actual, expected)
+    if isinstance(expected, bool) or expected is None:
+        return test(actual, expected)
+    return test(str(actual), str(expected))
