@@ -1,4 +1,4 @@
-"""``jupyter training`` (``jupyter-training``): list, show, follow and cancel jobs."""
+"""``jupyter training`` (``jupyter-training``): list, show, compare, follow and cancel jobs."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from .backends.base import SubmitError
 from .client import TrainingClient
 from .events import PHASES
 from .store import JobNotFound
+from .tracking.compare import compare
+from .views.compare import compare_text
 from .views.text import UNLIMITED, TextJobView, format_job_table
 
 
@@ -24,6 +26,23 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="Print JSON job records.")
     listing.add_argument("-n", "--limit", type=int, default=50, help="At most N jobs (50).")
     listing.add_argument("--phase", choices=PHASES, help="Only jobs in this phase.")
+    listing.add_argument("--name", help="Only jobs with this name (a glob: 'lr-*').")
+    listing.add_argument("--notebook", help="Only jobs of this notebook (a glob).")
+    listing.add_argument("--tag", help="Only jobs with this tag (KEY=VALUE or KEY).")
+    listing.add_argument(
+        "--where", help="Conditions such as 'params.lr>0.01 and metrics.loss<0.5'."
+    )
+    listing.add_argument(
+        "--sort", help="Order by a column, '-' first for descending: metrics.loss, -params.lr."
+    )
+
+    compare = commands.add_parser(
+        "compare", help="Compare runs: params (differences marked), final metrics, the best."
+    )
+    compare.add_argument("runs", nargs="*", help="Job ids, id prefixes or names.")
+    compare.add_argument("--last", type=int, help="Also the N newest jobs.")
+    compare.add_argument("--objective", help="METRIC:min or METRIC:max (default: first, min).")
+    compare.add_argument("--json", action="store_true", help="Print the comparison as JSON.")
 
     show = commands.add_parser("show", help="Show one job.")
     show.add_argument("job_id", help="Job id or a unique prefix.")
@@ -45,7 +64,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     client = TrainingClient()
     try:
         if args.command == "list":
-            records = client.list(limit=args.limit, phase=args.phase)
+            records = client.find(
+                limit=args.limit,
+                phase=args.phase,
+                name=args.name,
+                notebook=args.notebook,
+                tag=args.tag,
+                where=args.where,
+                sort=args.sort,
+            )
             if args.json:
                 print(json.dumps([r.summary() for r in records], indent=2))
             else:
@@ -63,10 +90,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             view = TextJobView(record, max_lines_per_second=UNLIMITED)
             for event in client.logs(record.id, rank=args.rank, follow=args.follow):
                 view.handle(event)
+        elif args.command == "compare":
+            result = compare(client.store, args.runs, last=args.last, objective=args.objective)
+            print(json.dumps(result.to_json(), indent=2) if args.json else compare_text(result))
         elif args.command == "cancel":
             record = client.cancel(args.job_id)
             print(f"{record.id} {record.phase}")
-    except JobNotFound as err:
+    except (JobNotFound, ValueError) as err:  # WhereError and bad --objective are ValueErrors
         print(f"jupyter training: {err}", file=sys.stderr)
         return 2
     except SubmitError as err:

@@ -25,6 +25,7 @@ from .settings import TrainingSettings, load_settings
 from .spec import JobSpec, SpecError, secret_values
 from .store import JobRecord, JobStore, new_job_id, pending_record
 from .tracking.params import notebook_params
+from .tracking.query import run_rows
 
 
 class TrainingClient:
@@ -163,6 +164,34 @@ class TrainingClient:
     def list(self, *, limit: int = 50, phase: str | None = None) -> list[JobRecord]:
         """Jobs of every backend, newest first, unfinished ones checked with their backend."""
         records = self.store.list(limit=limit, phase=phase)
+        return [r if r.is_terminal else self._refresh(r) for r in records]
+
+    def find(
+        self,
+        *,
+        limit: int = 50,
+        phase: str | None = None,
+        name: str | None = None,
+        notebook: str | None = None,
+        tag: str | None = None,
+        where: str | None = None,
+        sort: str | None = None,
+    ) -> list[JobRecord]:
+        """Jobs filtered by name/notebook glob, tag and ``--where``, ordered by ``--sort``
+        (newest first by default); raises ``WhereError`` for a filter that does not parse."""
+        if not any((name, notebook, tag, where, sort)):
+            return self.list(limit=limit, phase=phase)
+        rows = run_rows(
+            self.store,
+            name=name,
+            phase=phase,
+            notebook=notebook,
+            tag=tag,
+            where=where,
+            sort=sort,
+            limit=limit,
+        )
+        records = [self.store.get(row["id"]) for row in rows]
         return [r if r.is_terminal else self._refresh(r) for r in records]
 
     def _refresh(self, record: JobRecord) -> JobRecord:

@@ -22,7 +22,7 @@ from .backends.base import SubmitError
 from .capture import CaptureError
 from .client import TrainingClient
 from .errors import JobCancelledError, JobResultError, job_error
-from .events import CANCELLED, SUCCEEDED
+from .events import CANCELLED, PHASES, SUCCEEDED
 from .settings import load_settings
 from .spec import (
     JobSpec,
@@ -32,6 +32,8 @@ from .spec import (
     parse_secret_env,
 )
 from .store import JobNotFound, JobRecord
+from .tracking.compare import compare
+from .tracking.where import WhereError
 from .views import (
     UNLIMITED,
     Follower,
@@ -42,6 +44,7 @@ from .views import (
     make_view,
     widgets_available,
 )
+from .views.compare import compare_html, compare_text
 
 _OUTPUT_CACHE_NAME = re.compile(r"^_+$|^_i+$|^_i?\d+$|^_(ih|oh|dh)$")
 
@@ -104,6 +107,19 @@ def spec_args(func: Callable[..., Any]) -> Callable[..., Any]:
         ),
         argument(
             "--timeout", type=float, default=None, help="Fail the job after this many seconds."
+        ),
+        argument(
+            "--tag",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="Label kept with the run, shown by runs() and sent to MLflow (repeatable).",
+        ),
+        argument(
+            "--experiment",
+            default=None,
+            metavar="NAME",
+            help="MLflow experiment of the run (default: the notebook's name).",
         ),
     ]
     for decorate in reversed(decorators):
@@ -279,6 +295,8 @@ class TrainingMagics(Magics):
                 queue=args.queue,
                 volumes=args.volume,
                 out=_names(args.out),
+                tags=parse_assignments("--tag", args.tag),
+                experiment=args.experiment,
             )
         except SpecError as err:
             raise UsageError(str(err)) from None
@@ -346,11 +364,40 @@ class TrainingMagics(Magics):
 
     @magic_arguments()
     @argument("-n", "--limit", type=int, default=20, help="How many jobs to show (default: 20).")
+    @argument("--phase", default=None, help="Only jobs in this phase (e.g. Succeeded).")
+    @argument("--name", default=None, help="Only jobs with this name (a glob: 'lr-*').")
+    @argument("--notebook", default=None, help="Only jobs of this notebook (a glob).")
+    @argument("--tag", default=None, help="Only jobs with this tag (KEY=VALUE or KEY).")
+    @argument(
+        "--where",
+        default=None,
+        help="Conditions such as 'params.lr>0.01 and metrics.loss<0.5' (quote them).",
+    )
+    @argument(
+        "--sort",
+        default=None,
+        help="Order by a column, '-' first for descending: metrics.loss, -params.lr.",
+    )
     @line_magic
     def train_jobs(self, line: str) -> None:
-        """List recent training jobs, newest first."""
+        """List recent training jobs, newest first (or filtered and sorted)."""
         args = parse_argstring(self.train_jobs, line)
-        records = self.client.list(limit=args.limit)
+        if args.phase is not None and args.phase not in PHASES:
+            raise UsageError(
+                f"--phase: {args.phase!r} is not a phase; use one of {', '.join(PHASES)}"
+            )
+        try:
+            records = self.client.find(
+                limit=args.limit,
+                phase=args.phase,
+                name=args.name,
+                notebook=args.notebook,
+                tag=args.tag,
+                where=args.where,
+                sort=args.sort,
+            )
+        except WhereError as err:
+            raise UsageError(str(err)) from None
         if widgets_available():
             from IPython.display import display
 
@@ -358,6 +405,33 @@ class TrainingMagics(Magics):
             display(table, raw=True)
         else:
             print(format_job_table(records))
+
+    @magic_arguments()
+    @argument("runs", nargs="*", help="Job ids, id prefixes or names (a name: its newest job).")
+    @argument("--last", type=int, default=None, metavar="N", help="Also the N newest jobs.")
+    @argument(
+        "--objective",
+        default=None,
+        metavar="METRIC:min|max",
+        help="Metric that ranks the runs (default: the first reported, min).",
+    )
+    @line_magic
+    def train_compare(self, line: str) -> None:
+        """Compare runs: params side by side (differences highlighted), final metrics, the
+        best run for --objective, and every metric's curves overlaid."""
+        args = parse_argstring(self.train_compare, line)
+        try:
+            comparison = compare(
+                self.client.store, args.runs, last=args.last, objective=args.objective
+            )
+        except (JobNotFound, ValueError) as err:
+            raise UsageError(str(err)) from None
+        from IPython.display import display
+
+        bundle = {"text/plain": compare_text(comparison)}
+        if widgets_available():
+            bundle["text/html"] = compare_html(comparison)
+        display(bundle, raw=True)
 
     @magic_arguments()
     @job_id_arg

@@ -601,7 +601,8 @@ def _check_tags(tags: Mapping[str, str]) -> None:
             )
         if not isinstance(value, str) or len(value) > MAX_TAG_VALUE_LENGTH:
             raise SpecError(
-                "--tag", f"the value of {key!r} must be text of at most {MAX_TAG_VALUE_LENGTH} characters"
+                "--tag",
+                f"the value of {key!r} must be text of at most {MAX_TAG_VALUE_LENGTH} characters",
             )
 
 

@@ -355,8 +355,10 @@ class JobStore:
 
     # -- metric history ---------------------------------------------------------------------------
 
-    def add_points(self, job_id: str, points: list[tuple[str, int, float, int, int | None, float]]):
-        """Store ``(name, rank, time, seq, step, value)`` points; ones already stored are ignored."""
+    def add_points(
+        self, job_id: str, points: list[tuple[str, int, float, int, int | None, float | None]]
+    ) -> None:
+        """Store ``(name, rank, time, seq, step, value)`` points, ignoring ones already stored."""
         if not points:
             return
         with self._connect() as db:

@@ -17,6 +17,7 @@ from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import authorized, ws_authenticated
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from tornado import web, websocket
+from tornado.escape import url_unescape
 from tornado.ioloop import IOLoop
 from tornado.iostream import StreamClosedError
 
@@ -27,11 +28,16 @@ from ..capture import CaptureError
 from ..client import TrainingClient
 from ..spec import JobSpec, SpecError
 from ..store import JobNotFound
+from ..tracking.compare import compare
+from ..tracking.query import run_rows
+from ..tracking.where import WhereError
 from .monitor import JobMonitor
 
 AUTH_RESOURCE = "jupyter_training"
 JOB_ID = r"(?P<job_id>[0-9a-f]{1,32})"
 MAX_PAGE = 500
+MAX_POINTS = 20_000
+MAX_COMPARE = 20
 
 
 class TrainingHandler(APIHandler):
@@ -85,12 +91,43 @@ class JobsHandler(TrainingHandler):
         filters = {
             key: self.get_argument(key, None) or None for key in ("phase", "backend", "notebook")
         }
-        records = await asyncio.to_thread(
-            self.client.store.list, limit=limit, offset=offset, **filters
-        )
+        name = self.get_argument("name", None) or None
+        sort = self.get_argument("sort", None) or None
+        if name is None and sort is None:
+            records = await asyncio.to_thread(
+                self.client.store.list, limit=limit, offset=offset, **filters
+            )
+        else:
+            try:
+                records = await asyncio.to_thread(
+                    self._find, limit, offset, name, sort, filters
+                )
+            except WhereError as err:
+                return self.fail(400, str(err), "sort")
         self.finish(
             {"jobs": [self.monitor.job_json(r) for r in records], "limit": limit, "offset": offset}
         )
+
+    def _find(
+        self,
+        limit: int,
+        offset: int,
+        name: str | None,
+        sort: str | None,
+        filters: dict[str, str | None],
+    ) -> list[Any]:
+        glob = name is not None and any(c in name for c in "*?[")
+        rows = run_rows(
+            self.client.store,
+            name=name if glob else None,
+            name_contains=None if glob else name,
+            phase=filters["phase"],
+            notebook=filters["notebook"],
+            backend=filters["backend"],
+            sort=sort or "-created",
+            limit=offset + limit,
+        )
+        return [self.client.store.get(row["id"]) for row in rows[offset:]]
 
     @web.authenticated
     @authorized
@@ -194,6 +231,82 @@ class LogsHandler(TrainingHandler):
         finally:
             stop.set()
         self.finish()
+
+
+class MetricsHandler(TrainingHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, job_id: str) -> None:
+        try:
+            record = await asyncio.to_thread(self.client.store.get, job_id)
+        except JobNotFound as err:
+            return self.fail(404, str(err))
+        names = await asyncio.to_thread(self.client.store.metric_names, record.id)
+        metrics = [
+            {"name": name, "ranks": {str(rank): count for rank, count in ranks.items()}}
+            for name, ranks in names.items()
+        ]
+        self.finish({"job_id": record.id, "metrics": metrics})
+
+
+class SeriesHandler(TrainingHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, job_id: str, metric: str) -> None:
+        metric = url_unescape(metric)
+        max_points = self.int_argument("max_points", 1000, 2, MAX_POINTS)
+        if max_points is None:
+            return
+        store = self.client.store
+        try:
+            record = await asyncio.to_thread(store.get, job_id)
+        except JobNotFound as err:
+            return self.fail(404, str(err))
+        ranks = (await asyncio.to_thread(store.metric_names, record.id)).get(metric)
+        if not ranks:
+            return self.fail(404, f"job {record.id} never reported a metric {metric!r}", "name")
+        wanted = self.get_argument("rank", "all") or "all"
+        if wanted != "all":
+            try:
+                rank = int(wanted)
+            except ValueError:
+                return self.fail(400, "rank must be a whole number or all", "rank")
+            if rank not in ranks:
+                return self.fail(404, f"rank {rank} never reported {metric!r}", "rank")
+            ranks = {rank: ranks[rank]}
+        series = []
+        for rank in ranks:
+            x, y, count = await asyncio.to_thread(store.series, record.id, metric, rank, max_points)
+            series.append({"rank": rank, "x": x, "y": y, "points": count})
+        self.finish({"name": metric, "series": series})
+
+
+class CompareHandler(TrainingHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        refs = [ref for ref in self.get_argument("ids", "").split(",") if ref.strip()]
+        if not refs:
+            return self.fail(400, "give the runs to compare: ids=ID,ID,... (ids or names)", "ids")
+        if len(refs) > MAX_COMPARE:
+            return self.fail(400, f"compare at most {MAX_COMPARE} runs at once", "ids")
+        max_points = self.int_argument("max_points", 500, 2, MAX_POINTS)
+        if max_points is None:
+            return
+        objective = self.get_argument("objective", None) or None
+        try:
+            comparison = await asyncio.to_thread(
+                compare,
+                self.client.store,
+                [ref.strip() for ref in refs],
+                objective=objective,
+                max_points=max_points,
+            )
+        except JobNotFound as err:
+            return self.fail(404, str(err), "ids")
+        except ValueError as err:
+            return self.fail(400, str(err), "objective")
+        self.finish(comparison.to_json())
 
 
 class ClusterHandler(TrainingHandler):
@@ -308,6 +421,9 @@ HANDLERS: list[tuple[str, type]] = [
     ("jobs", JobsHandler),
     (f"jobs/{JOB_ID}", JobHandler),
     (f"jobs/{JOB_ID}/logs", LogsHandler),
+    (f"jobs/{JOB_ID}/metrics", MetricsHandler),
+    (f"jobs/{JOB_ID}/metrics/(?P<metric>.+)", SeriesHandler),
+    ("compare", CompareHandler),
     ("cluster", ClusterHandler),
     ("events", EventsSocket),
 ]

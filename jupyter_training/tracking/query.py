@@ -51,12 +51,22 @@ def run_rows(
     sort: str | None = None,
     limit: int | None = None,
     sweep: str | None = None,
+    name_contains: str | None = None,
+    backend: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Flat run rows (see :func:`runs`), filtered and sorted."""
+    """Flat run rows (see :func:`runs`), filtered and sorted (``name_contains``: a
+    case-insensitive substring, as the sidebar's filter box)."""
     clauses, params = [], []
     if name is not None:
         clauses.append("name GLOB ?" if _is_glob(name) else "name = ?")
         params.append(name)
+    if name_contains is not None:
+        escaped = name_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        clauses.append("name LIKE ? ESCAPE '\\'")
+        params.append(f"%{escaped}%")
+    if backend is not None:
+        clauses.append("backend = ?")
+        params.append(backend)
     if phase is not None:
         phases = [phase] if isinstance(phase, str) else list(phase)
         clauses.append(f"phase IN ({', '.join('?' for _ in phases)})")
@@ -79,7 +89,9 @@ def run_rows(
     rows = []
     for raw in store.run_rows(sql_where, tuple(params)):
         row = _flat_row(raw, now)
-        if tags and not all(row.get(f"tags.{k}") == v or (v is None and f"tags.{k}" in row) for k, v in tags.items()):
+        if tags and not all(
+            row.get(f"tags.{k}") == v or (v is None and f"tags.{k}" in row) for k, v in tags.items()
+        ):
             continue
         if matches is not None and not matches(row):
             continue
@@ -214,7 +226,7 @@ def _timestamp(value: Any, argument: str) -> float:
     )
 
 
-# -- one run ---------------------------------------------------------------------------------------
+# -- one run -------------------------------------------------------------------------------------
 
 
 class Run:
@@ -321,7 +333,7 @@ def run(ref: str, *, store: JobStore | None = None) -> Run:
     return Run(record, store)
 
 
-# -- history of jobs nobody followed -----------------------------------------------------------------
+# -- history of jobs nobody followed ----------------------------------------------------------
 
 
 def backfill(store: JobStore, record: JobRecord) -> None:
@@ -345,22 +357,15 @@ def backfill_local(store: JobStore) -> None:
         backfill(store, store.get(job_id))
 
 
-_DEFAULT: list[JobStore] = []
-
-
 def default_store() -> JobStore:
-    """The store of this kernel's settings (``c.TrainingApp.store_dir``)."""
-    if not _DEFAULT:
-        from ..settings import load_settings
+    """The store of this kernel's settings (``c.TrainingApp.store_dir``), as the magics use."""
+    from ..settings import load_settings
 
-        config = None
-        try:
-            from IPython import get_ipython
+    config = None
+    try:
+        from IPython import get_ipython
 
-            shell = get_ipython()
-            config = getattr(shell, "config", None)
-        except ImportError:
-            pass
-        _DEFAULT.append(JobStore(load_settings(config).store_path))
-    return _DEFAULT[0]
-
+        config = getattr(get_ipython(), "config", None)
+    except ImportError:
+        pass
+    return JobStore(load_settings(config).store_path)

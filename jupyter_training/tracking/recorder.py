@@ -56,7 +56,10 @@ class RunRecorder:
             return
         if not self._exporting and self.mlflow_uri:
             self._start_export()
-        if len(self._points) >= FLUSH_POINTS or time.monotonic() - self._last_flush >= FLUSH_SECONDS:
+        if (
+            len(self._points) >= FLUSH_POINTS
+            or time.monotonic() - self._last_flush >= FLUSH_SECONDS
+        ):
             self.flush()
 
     def _on_report(self, event: Event) -> None:
@@ -70,7 +73,14 @@ class RunRecorder:
             seq = data.get("seq")
             finite = isinstance(value, int | float) and not math.isnan(value)
             self._points.append(
-                (name, rank, event.time, index if seq is None else seq, step, value if finite else None)
+                (
+                    name,
+                    rank,
+                    event.time,
+                    index if seq is None else seq,
+                    step,
+                    value if finite else None,
+                )
             )
             if finite:
                 envelope = self._envelopes.get(key)

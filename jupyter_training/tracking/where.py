@@ -50,7 +50,7 @@ def parse_where(text: str, flag: str = "--where") -> Callable[[Row], bool]:
             raise WhereError(
                 flag,
                 f"cannot read {part.strip()!r}: write COLUMN OP VALUE joined by 'and', e.g. "
-                "\"params.lr>0.01 and metrics.loss<0.5\" (OP is one of = != < <= > >=)",
+                '"params.lr>0.01 and metrics.loss<0.5" (OP is one of = != < <= > >=)',
             )
         value = match["value"]
         quoted = value[0] in "\"'"

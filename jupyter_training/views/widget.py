@@ -12,12 +12,12 @@ view (:mod:`.text`). ``ipywidgets`` is imported on first use only.
 from __future__ import annotations
 
 import html
-import math
 import time
 from typing import Any
 
 from ..events import Event
 from ..store import JobRecord
+from .charts import svg_chart
 from .progress import JobProgress
 from .text import TextJobView, _clock, _format_metrics, _row
 
@@ -216,28 +216,9 @@ def render_charts(progress: JobProgress, rank: int, width: int = 300, height: in
     """Inline SVG line charts, one per metric, of ``rank``'s reported values over steps."""
     charts = []
     for name in sorted(progress.series):
-        points = [(x, y) for x, y in progress.series[name].get(rank) or [] if math.isfinite(y)]
-        if not points:
-            continue
+        points = progress.series[name].get(rank) or []
         xs, ys = [x for x, _ in points], [y for _, y in points]
-        x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
-        y0, y1 = min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1
-        pad = 18
-        coords = " ".join(
-            f"{pad + (x - x0) / (x1 - x0) * (width - 2 * pad):.1f},"
-            f"{height - pad - (y - y0) / (y1 - y0) * (height - 2 * pad):.1f}"
-            for x, y in points
-        )
-        charts.append(
-            f"<svg width='{width}' height='{height}' style='margin-right:8px;background:#fafafa'>"
-            f"<text x='{pad}' y='12' font-size='11'>{html.escape(name)} "
-            f"(last {ys[-1]:.4g})</text>"
-            f"<text x='{width - pad}' y='{height - 4}' font-size='9' text-anchor='end'>"
-            f"step {x1:g}</text>"
-            f"<text x='2' y='{pad + 4}' font-size='9'>{y1:.3g}</text>"
-            f"<text x='2' y='{height - pad}' font-size='9'>{y0:.3g}</text>"
-            f"<polyline fill='none' stroke='#1976d2' stroke-width='1.5' points='{coords}'/></svg>"
-        )
+        charts.append(svg_chart(name, [(f"rank {rank}", xs, ys)], width=width, height=height))
     return "<div style='display:flex;flex-wrap:wrap'>" + "".join(charts) + "</div>"
 
 
