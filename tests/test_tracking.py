@@ -108,7 +108,7 @@ def test_full_history_per_rank_is_kept(client, three_lr_runs):
     assert list(rank1["value"]) == pytest.approx([0.9**i + 1 for i in range(STEPS)])
     assert rank1["time"].is_monotonic_increasing
     assert run.metric_names == ["loss", "acc"]
-    with pytest.raises(KeyError, match="'lossy' was never reported.*it reported: loss, acc"):
+    with pytest.raises(KeyError, match=r"'lossy' was never reported.*it reported: loss, acc"):
         run.history("lossy")
     with pytest.raises(KeyError, match="rank 5 never reported 'loss'"):
         run.history("loss", rank=5)
@@ -219,7 +219,7 @@ def test_compare_bad_input_is_one_clear_error(client, three_lr_runs, kwargs, mes
         compare(client.store, kwargs.pop("refs"), **kwargs)
 
 
-# -- the pieces, on their own -----------------------------------------------------------------------
+# -- the pieces, on their own ---------------------------------------------------------------
 
 
 def test_reports_are_packed_and_unpacked_exactly():
@@ -332,7 +332,7 @@ def test_where_conditions(text, row, expected):
 
 @pytest.mark.parametrize("text", ["lr", "params.lr >> 1", "and", "params.lr > 1 or x < 2", ""])
 def test_where_that_does_not_parse_names_the_flag(text):
-    with pytest.raises(WhereError, match="^--where: cannot read"):
+    with pytest.raises(WhereError, match=r"^--where: cannot read"):
         parse_where(text)
 
 
