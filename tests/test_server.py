@@ -26,6 +26,7 @@ def registered_routes() -> list[tuple[str, str]]:
         if handler is EventsSocket:
             continue
         path = pattern.replace("(?P<job_id>[0-9a-f]{1,32})", "abc123")
+        path = path.replace("(?P<metric>.+)", "loss")
         for method in ("get", "post", "put", "patch", "delete"):
             if method in vars(handler):
                 routes.append((method.upper(), path))
@@ -295,7 +296,11 @@ def test_openapi_document_covers_every_route():
     document = yaml.safe_load((Path(__file__).parents[1] / "docs" / "openapi.yaml").read_text())
     documented = set(document["paths"])
     routes = {
-        "/" + pattern.replace("(?P<job_id>[0-9a-f]{1,32})", "{job_id}") for pattern, _ in HANDLERS
+        "/"
+        + pattern.replace("(?P<job_id>[0-9a-f]{1,32})", "{job_id}").replace(
+            "(?P<metric>.+)", "{metric}"
+        )
+        for pattern, _ in HANDLERS
     }
     assert documented == routes
     spec_fields = set(document["components"]["schemas"]["JobSpec"]["properties"])
@@ -321,3 +326,100 @@ async def test_cluster_reports_kubernetes_apis_namespaces_and_gpus(
     assert info["available"] is True and info["apis"] == ["v1", "v2"]
     assert {"default", "team-a"} <= set(info["namespaces"])
     assert isinstance(info["gpus"], int)
+
+
+LR_CELL = (
+    "import jupyter_training as jt\n"
+    "lr = {lr}\n"
+    "jt.log_params(lr=lr)\n"
+    "for i in range(300):\n"
+    "    jt.report(step=i, loss=(1 - lr) ** i + jt.rank(), acc=i / 300)\n"
+)
+
+
+async def wait_recorded(jp_fetch, job_id, timeout=60):
+    """The server's monitor has stored the job's whole history."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _, job = await api(jp_fetch, "GET", f"jobs/{job_id}")
+        if job["phase"] in ("Succeeded", "Failed") and job["metrics"] and "lr" in job["params"]:
+            return job
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"job {job_id} was never recorded")
+
+
+async def test_runs_are_filtered_sorted_charted_and_compared(jp_fetch):
+    ids = {}
+    for lr in (0.001, 0.01, 0.1):
+        name = f"lr-{str(lr).replace('.', '-')}"
+        spec = {"workers": 2, "name": name, "tags": {"team": "vision"}}
+        _, job = await api(jp_fetch, "POST", "jobs", {"spec": spec, "cell": LR_CELL.format(lr=lr)})
+        ids[lr] = job["id"]
+    for job_id in ids.values():
+        await wait_recorded(jp_fetch, job_id)
+
+    _, by_loss = await api(jp_fetch, "GET", "jobs", sort="metrics.loss")
+    assert [j["id"] for j in by_loss["jobs"]] == [ids[0.1], ids[0.01], ids[0.001]]
+    assert by_loss["jobs"][0]["params"]["lr"] == 0.1
+    assert by_loss["jobs"][0]["tags"] == {"team": "vision"}
+    _, descending = await api(jp_fetch, "GET", "jobs", sort="-metrics.loss", limit="1")
+    assert [j["id"] for j in descending["jobs"]] == [ids[0.001]]
+    _, named = await api(jp_fetch, "GET", "jobs", name="LR-0-0")  # a case-insensitive part
+    assert {j["id"] for j in named["jobs"]} == {ids[0.001], ids[0.01]}
+    _, globbed = await api(jp_fetch, "GET", "jobs", name="lr-0-1*")
+    assert [j["id"] for j in globbed["jobs"]] == [ids[0.1]]
+
+    _, metrics = await api(jp_fetch, "GET", f"jobs/{ids[0.1]}/metrics")
+    assert metrics["metrics"] == [
+        {"name": "loss", "ranks": {"0": 300, "1": 300}},
+        {"name": "acc", "ranks": {"0": 300, "1": 300}},
+    ]
+    _, series = await api(jp_fetch, "GET", f"jobs/{ids[0.1]}/metrics/loss", max_points="100")
+    assert [s["rank"] for s in series["series"]] == [0, 1]
+    rank1 = series["series"][1]
+    assert rank1["points"] == 300 and len(rank1["x"]) <= 101
+    assert min(rank1["y"]) == pytest.approx(1 + 0.9**299) and max(rank1["y"]) == 2.0
+    _, one = await api(jp_fetch, "GET", f"jobs/{ids[0.1]}/metrics/acc", rank="0")
+    assert len(one["series"]) == 1 and one["series"][0]["x"] == list(range(300))
+
+    _, comparison = await api(
+        jp_fetch, "GET", "compare", ids=f"{ids[0.001]},lr-0-01,{ids[0.1]}", max_points="50"
+    )
+    assert [r["id"] for r in comparison["runs"]] == [ids[0.001], ids[0.01], ids[0.1]]
+    assert comparison["differing"] == ["lr"]
+    assert comparison["best"] == ids[0.1]
+    assert comparison["objective"] == {"metric": "loss", "mode": "min"}
+    assert [c["points"] for c in comparison["curves"]["loss"]] == [300] * 3
+    _, by_acc = await api(jp_fetch, "GET", "compare", ids=ids[0.1], objective="acc:max")
+    assert by_acc["best"] == ids[0.1]
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "status", "text"),
+    [
+        ("compare", {}, 400, "give the runs to compare"),
+        ("compare", {"ids": "nope"}, 404, "neither a job id nor a job name"),
+        ("compare", {"ids": "abc", "objective": "x:up"}, 404, "neither a job id"),
+        ("jobs", {"sort": "metrics loss"}, 400, "--sort: 'metrics loss' is not a column"),
+        ("jobs/abc123/metrics", {}, 404, "matches no job"),
+        ("jobs/abc123/metrics/loss", {}, 404, "matches no job"),
+        ("jobs/abc123/metrics/loss", {"max_points": "1"}, 400, "max_points must be"),
+    ],
+)
+async def test_run_queries_refuse_bad_input_by_name(jp_fetch, path, params, status, text):
+    with pytest.raises(HTTPClientError) as caught:
+        await api(jp_fetch, "GET", path, **params)
+    assert caught.value.code == status
+    assert text in json.loads(caught.value.response.body)["message"]
+
+
+async def test_unknown_metric_and_rank_are_404(jp_fetch):
+    _, job = await api(
+        jp_fetch, "POST", "jobs", {"spec": {"workers": 1}, "cell": LR_CELL.format(lr=0.5)}
+    )
+    await wait_recorded(jp_fetch, job["id"])
+    for params, text in (({}, "never reported a metric 'f1'"), ({"rank": "3"}, "rank 3 never")):
+        metric = "f1" if not params else "loss"
+        with pytest.raises(HTTPClientError) as caught:
+            await api(jp_fetch, "GET", f"jobs/{job['id']}/metrics/{metric}", **params)
+        assert caught.value.code == 404 and text in caught.value.response.body.decode()
