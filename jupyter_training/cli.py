@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--where", help="Conditions such as 'params.lr>0.01 and metrics.loss<0.5'."
     )
     listing.add_argument(
-        "--sort", help="Order by a column, '-' first for descending: metrics.loss, -params.lr."
+        "--sort",
+        help="Order by a column, '-' first for descending: metrics.loss, --sort=-params.lr.",
     )
 
     compare = commands.add_parser(

@@ -295,8 +295,8 @@ class TrainingMagics(Magics):
                 queue=args.queue,
                 volumes=args.volume,
                 out=_names(args.out),
-                tags=parse_assignments("--tag", args.tag),
-                experiment=args.experiment,
+                tags=parse_assignments("--tag", [_unquote(t) or "" for t in args.tag]),
+                experiment=_unquote(args.experiment),
             )
         except SpecError as err:
             raise UsageError(str(err)) from None
@@ -390,11 +390,11 @@ class TrainingMagics(Magics):
             records = self.client.find(
                 limit=args.limit,
                 phase=args.phase,
-                name=args.name,
-                notebook=args.notebook,
-                tag=args.tag,
-                where=args.where,
-                sort=args.sort,
+                name=_unquote(args.name),
+                notebook=_unquote(args.notebook),
+                tag=_unquote(args.tag),
+                where=_unquote(args.where),
+                sort=_unquote(args.sort),
             )
         except WhereError as err:
             raise UsageError(str(err)) from None
@@ -482,6 +482,13 @@ class TrainingMagics(Magics):
 def _notebook_path(shell: Any) -> str | None:
     """The notebook this kernel serves, where the frontend tells us."""
     return os.environ.get("JPY_SESSION_NAME") or shell.user_ns.get("__vsc_ipynb_file__")
+
+
+def _unquote(value: str | None) -> str | None:
+    """``'params.lr>0.1'`` -> ``params.lr>0.1`` (IPython keeps a line magic's quotes)."""
+    if value is not None and len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
 
 
 def _names(values: list[str]) -> list[str]:

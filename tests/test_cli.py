@@ -126,3 +126,26 @@ def test_list_notices_a_lost_supervisor(settings):
     listed = json.loads(cli("list", "--json").stdout)
     assert listed[0]["phase"] == "Failed"
     assert listed[0]["failure"]["reason"].startswith("supervisor lost")
+
+
+def test_list_sorts_and_filters_by_metric_and_param_and_compare(settings):
+    client = TrainingClient(settings)
+    cell = "import jupyter_training as jt\njt.log_params(lr=LR)\njt.report(step=1, loss=1 - LR)"
+    jobs = {
+        lr: finished_job(client, cell.replace("LR", str(lr)), workers=1, name=f"r{i}")
+        for i, lr in enumerate((0.1, 0.5, 0.3))
+    }
+    # Nobody followed these jobs live: the history is read back from their files.
+    listed = json.loads(cli("list", "--json", "--sort=-metrics.loss").stdout)
+    assert [j["params"]["lr"] for j in listed] == [0.1, 0.3, 0.5]
+    table = cli("list", "--where", "params.lr>=0.3 and metrics.loss<0.6").stdout
+    assert jobs[0.5].id in table and jobs[0.1].id not in table and jobs[0.3].id not in table
+    assert cli("list", "--name", "r[12]", "--json").stdout.count('"id"') == 2
+    shown = json.loads(cli("compare", "r0", "r1", "r2", "--json").stdout)
+    assert shown["differing"] == ["lr"] and shown["best"] == jobs[0.5].id
+    text = cli("compare", "--last", "3", "--objective", "loss:max").stdout
+    assert "best by loss:max: r0" in text and "* lr" in text
+    bad = cli("list", "--where", "lr >", check=False)
+    assert bad.returncode == 2 and "--where: cannot read" in bad.stderr
+    missing = cli("compare", "nothing-here", check=False)
+    assert missing.returncode == 2 and "neither a job id nor a job name" in missing.stderr

@@ -1,5 +1,7 @@
 """The magics as a user meets them in IPython: flags, errors, output, detach, history."""
 
+import re
+
 import pytest
 from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
@@ -170,3 +172,75 @@ def test_installation_limits_apply_to_every_submission(ip, jupyter_dirs):
         UsageError, match=r"--gpus: 2 is over .* \(c.TrainingApp.max_gpus_per_worker\)"
     ):
         cell_magic(ip, "-w 1 -g 2 --dry-run", "pass")
+
+
+LR_CELL = (
+    "import jupyter_training as jt\n"
+    "for i in range(100):\n"
+    "    jt.report(step=i, loss=(1 - lr) ** i)\n"
+)
+
+
+def lr_jobs(ip, rates=(0.01, 0.2)):
+    for lr in rates:
+        ip.user_ns["lr"] = lr
+        name = f"lr-{str(lr).replace('.', '-')}"
+        with capture_output():
+            cell_magic(ip, f"-w 2 --name {name} --tag team=vision --experiment lr-search", LR_CELL)
+    return {r.params["lr"]: r for r in magics(ip).client.list()}
+
+
+def test_jobs_are_runs_to_sort_filter_and_compare(ip):
+    runs = lr_jobs(ip)
+    assert runs[0.2].tags == {"team": "vision"}
+    assert runs[0.2].spec.experiment == "lr-search"
+    assert runs[0.2].metrics == {"loss": pytest.approx(0.8**99)}
+    with capture_output() as table:
+        ip.run_line_magic("train_jobs", "--sort metrics.loss")
+    lines = table.stdout.splitlines()
+    assert lines[1].startswith(runs[0.2].id) and lines[2].startswith(runs[0.01].id)
+    with capture_output() as picked:
+        ip.run_line_magic("train_jobs", "--where 'params.lr>0.05'")
+    assert runs[0.2].id in picked.stdout and runs[0.01].id not in picked.stdout
+    with capture_output() as named:
+        ip.run_line_magic("train_jobs", "--name 'lr-0-0*'")
+    assert runs[0.01].id in named.stdout and runs[0.2].id not in named.stdout
+
+    with capture_output() as shown:
+        ip.run_line_magic("train_compare", "lr-0-01 lr-0-2 --objective loss:min")
+    text = shown.outputs[0].data["text/plain"]
+    assert "* lr" in text and "best by loss:min: lr-0-2" in text
+    with capture_output() as last:
+        ip.run_line_magic("train_compare", "--last 2 --objective loss:max")
+    assert "best by loss:max: lr-0-01" in last.outputs[0].data["text/plain"]
+
+
+@pytest.mark.parametrize(
+    ("magic", "line", "expected"),
+    [
+        ("train_compare", "no-such-run", "neither a job id nor a job name"),
+        ("train_compare", "", "name the runs to compare"),
+        ("train_compare", "--last 1 --objective loss:most", "--objective: 'loss:most'"),
+        ("train_jobs", "--where 'params.lr >'", "--where: cannot read"),
+        ("train_jobs", "--sort 'a b'", "--sort: 'a b' is not a column"),
+        ("train_jobs", "--phase Done", "--phase: 'Done' is not a phase"),
+    ],
+)
+def test_bad_run_queries_are_one_clear_usage_error(ip, magic, line, expected):
+    with capture_output():
+        cell_magic(ip, "-w 1", "x = 1")
+    with pytest.raises(UsageError, match=re.escape(expected)):
+        ip.run_line_magic(magic, line)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("--tag team", "--tag: 'team' is not KEY=VALUE"),
+        ("--tag '=x'", "--tag: '=x' is not KEY=VALUE"),
+        ("--experiment ''", "--experiment: '' is not an experiment name"),
+    ],
+)
+def test_bad_tags_and_experiments_are_refused(ip, line, expected):
+    with pytest.raises(UsageError, match=re.escape(expected)):
+        cell_magic(ip, line, "x = 1")

@@ -56,6 +56,7 @@ def run_rows(
 ) -> list[dict[str, Any]]:
     """Flat run rows (see :func:`runs`), filtered and sorted (``name_contains``: a
     case-insensitive substring, as the sidebar's filter box)."""
+    backfill_local(store)
     clauses, params = [], []
     if name is not None:
         clauses.append("name GLOB ?" if _is_glob(name) else "name = ?")
@@ -126,7 +127,6 @@ def runs(
     followed them) are read back from their files first.
     """
     store = store or default_store()
-    backfill_local(store)
     rows = run_rows(
         store,
         name=name,
