@@ -616,19 +616,19 @@ V1_MUTATIONS: list[tuple[str, Mutation, Expected]] = [
     (
         "duplicate-env",
         lambda j: _v1_pod(j)["containers"][0]["env"].append({"name": "SEED", "value": "2"}),
-        f"{POD}.containers[0].env[12]: duplicate (name) of item 8",
+        f"{POD}.containers[0].env[13]: duplicate (name) of item 9",
     ),
     (
         "env-value-and-value-from",
         lambda j: _v1_pod(j)["containers"][0]["env"][-1].update(value="plain"),
-        f"{POD}.containers[0].env[11].valueFrom: may not be specified",
+        f"{POD}.containers[0].env[12].valueFrom: may not be specified",
     ),
     (
         "secret-key-ref-bad-key",
         lambda j: _v1_pod(j)["containers"][0]["env"][-1]["valueFrom"]["secretKeyRef"].update(
             key="a/b"
         ),
-        f"{POD}.containers[0].env[11].valueFrom.secretKeyRef.key: ",
+        f"{POD}.containers[0].env[12].valueFrom.secretKeyRef.key: ",
     ),
     (
         "port-name-too-long",
@@ -717,12 +717,12 @@ V2_MUTATIONS: list[tuple[str, Mutation, Expected]] = [
     (
         "reserved-env",
         lambda j: j["spec"]["trainer"]["env"].append({"name": "PET_NNODES", "value": "2"}),
-        "spec.trainer.env[12].name: 'PET_NNODES' is reserved",
+        "spec.trainer.env[13].name: 'PET_NNODES' is reserved",
     ),
     (
         "reserved-xgboost-env",
         lambda j: j["spec"]["trainer"]["env"].append({"name": "DMLC_NUM_WORKER", "value": "2"}),
-        "spec.trainer.env[12].name: 'DMLC_NUM_WORKER' is reserved",
+        "spec.trainer.env[13].name: 'DMLC_NUM_WORKER' is reserved",
     ),
     (
         "env-on-node-patch",

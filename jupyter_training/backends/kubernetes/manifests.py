@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ...runtime import __all__ as WORKER_API
 from ...runtime.masking import ENV_NAMES as SECRET_ENV_NAMES
 from ...runtime.reporting import ARTIFACTS_ENV, ARTIFACTS_REFUSAL_ENV
 from ...spec import JobSpec, parse_volume
@@ -40,12 +41,12 @@ PATCH_MANAGER = "jupyter-training.io/jupyter-training"
 _PACKAGE_DIR = Path(__file__).resolve().parents[2]
 #: Stdlib-only packages the worker runtime needs in a pod: itself and the framework descriptors.
 _SHIPPED_PACKAGES = ("runtime", "frameworks")
-_POD_PACKAGE_INIT = '''"""jupyter-training in a worker pod: the worker API only."""
-
-from .runtime import is_main, local_rank, rank, report, world_size
-
-__all__ = ["is_main", "local_rank", "rank", "report", "world_size"]
-'''
+#: The package's ``__init__`` in a pod: the worker API (``runtime.__all__``) and nothing else.
+_POD_PACKAGE_INIT = (
+    '"""jupyter-training in a worker pod: the worker API only."""\n\n'
+    f"from .runtime import {', '.join(WORKER_API)}\n\n"
+    f"__all__ = {list(WORKER_API)!r}\n"
+)
 
 
 @dataclasses.dataclass(frozen=True)
