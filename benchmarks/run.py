@@ -33,6 +33,7 @@ BENCHMARKS = {
     "throughput": "bench_throughput",
     "capture": "bench_capture",
     "history": "bench_history",
+    "tracking": "bench_tracking",
     "kubernetes": "bench_kubernetes",
     "footprint": "bench_footprint",
 }

@@ -12,7 +12,16 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = ("launch", "latency", "throughput", "capture", "history", "kubernetes", "footprint")
+BENCHMARKS = (
+    "launch",
+    "latency",
+    "throughput",
+    "capture",
+    "history",
+    "tracking",
+    "kubernetes",
+    "footprint",
+)
 
 
 def test_quick_benchmarks_produce_every_figure(tmp_path):
@@ -32,5 +41,5 @@ def test_quick_benchmarks_produce_every_figure(tmp_path):
         assert set(figure) >= {"name", "value", "unit", "baseline", "ratio", "target", "ok"}
     names = {figure["name"].split(".")[0] for figure in printed}
     assert names == set(BENCHMARKS)
-    assert len(printed) == 19
+    assert len(printed) == 22
     assert set(recorded["machine"]["runs"]) == set(BENCHMARKS)
