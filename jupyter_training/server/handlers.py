@@ -99,9 +99,7 @@ class JobsHandler(TrainingHandler):
             )
         else:
             try:
-                records = await asyncio.to_thread(
-                    self._find, limit, offset, name, sort, filters
-                )
+                records = await asyncio.to_thread(self._find, limit, offset, name, sort, filters)
             except WhereError as err:
                 return self.fail(400, str(err), "sort")
         self.finish(
@@ -195,6 +193,9 @@ class LogsHandler(TrainingHandler):
             return self.fail(400, "rank must be a whole number", "rank")
         except JobNotFound as err:
             return self.fail(404, str(err))
+        if rank_number is not None and not 0 <= rank_number < record.world_size:
+            ranks = f"0 to {record.world_size - 1}"
+            return self.fail(400, f"rank must be one of this job's ranks, {ranks}", "rank")
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         stop = threading.Event()
         lines: asyncio.Queue[Any] = asyncio.Queue(maxsize=10_000)

@@ -121,7 +121,7 @@ class RunRecorder:
         self.flush()
         if complete:
             self.store.update(self.job_id, history_done=1)
-        if self.mlflow_uri and not self._exporting:
+        if self.mlflow_uri:  # again: an exporter that gave up earlier resumes now
             self._start_export()
 
     def _start_export(self) -> None:
