@@ -5,7 +5,9 @@
   without ``report(step=i, loss=...)`` on every iteration: 10,000 reports a second. The
   ratio is the paired median of with / without; the target is <= 1.03.
 * ``tracking.runs``: ``tracking.runs()`` (a pandas DataFrame) over a store of 10,000 finished
-  jobs with params and final metrics, vs the bare SQL query fetching the same columns.
+  jobs with params and final metrics, vs the bare SQL query fetching the same columns. The
+  figure is the median of repeated calls (a notebook lists again and again; decoded params
+  are remembered); the first call, which decodes every row, is in ``first_call_ms``.
 * ``tracking.compare``: ``compare()`` + ``compare_html()`` (what ``%train_compare`` shows) of
   10 runs with 100,000 points each, recorded through ``RunRecorder``, vs reading those runs'
   full histories (what charting from the raw points would have to do).
@@ -173,7 +175,9 @@ def runs_table(quick: bool) -> dict:
         raw.execute(query).fetchall()
         return time.perf_counter() - started
 
-    ours()
+    import pandas  # noqa: F401 - imported once per kernel; not what is measured
+
+    first_ms = ours() * 1000  # decodes every row's params, metrics and tags
     times = interleave(5 if quick else 30, {"ours": ours, "sql": bare})
     raw.close()
     ms, sql_ms = [t * 1000 for t in times["ours"]], [t * 1000 for t in times["sql"]]
@@ -185,7 +189,13 @@ def runs_table(quick: bool) -> dict:
         paired_ratio(ms, sql_ms),
         "<= 100 ms",
         median(ms) <= 100,
-        {"vs": "bare SQL query of the same columns", "jobs": jobs, "params": 6, "metrics": 3},
+        {
+            "vs": "bare SQL query of the same columns",
+            "jobs": jobs,
+            "params": 6,
+            "metrics": 3,
+            "first_call_ms": first_ms,
+        },
     )
 
 
@@ -210,7 +220,7 @@ def compare_runs(quick: bool) -> dict:
         recorder = RunRecorder(store, job_id)
         lr = 0.001 * (n + 1)
         for i in range(points):
-            data = {"step": i, "metrics": {"loss": (1 - lr) ** i}, "seq": i}
+            data = {"step": i, "metrics": {"loss": 1 / (1 + lr * i)}, "seq": i}
             recorder.feed(Event("report", job_id, data, 0, 1e9 + i))
         recorder.close(complete=True)
         store.update(job_id, phase="Succeeded")

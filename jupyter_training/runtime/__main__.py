@@ -26,7 +26,7 @@ from . import node, records
 from .context import rank
 from .masking import MaskingStream, mask, secret_values
 from .payload import Payload
-from .reporting import flush_reports, send_context, send_results
+from .reporting import flush_reports, flushed_by_thread, send_context, send_results
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -111,6 +111,7 @@ def buffer_stdout() -> None:
 
     _FLUSHER.append(threading.Thread(target=flush_periodically, name="jt-flush", daemon=True))
     _FLUSHER[0].start()
+    flushed_by_thread()
 
 
 def mask_secrets() -> None:

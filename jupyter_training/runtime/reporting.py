@@ -57,6 +57,8 @@ _flush_lock = threading.Lock()
 _last_flush = [0.0]
 #: Whether this process runs inside a job (read once; tests may reset it).
 _IN_JOB = ["JUPYTER_TRAINING_JOB_ID" in os.environ]
+#: Whether a flush thread sends the reports that wait (see :func:`flushed_by_thread`).
+_FLUSHER = [False]
 
 
 def report(step: int | None = None, total: int | None = None, **metrics: Any) -> None:
@@ -67,22 +69,30 @@ def report(step: int | None = None, total: int | None = None, **metrics: Any) ->
     must be numbers (tensors and NumPy scalars are converted). Ordinary
     prints are unaffected.
     """
-    if type(step) is not int:  # the common case costs one check
+    # The common case (ints and floats) costs a type check each: this runs in training loops.
+    if step is not None and type(step) is not int:
         step = _whole("step", step)
-    if type(total) is not int:
+    if total is not None and type(total) is not int:
         total = _whole("total", total)
-    values = metrics
     for value in metrics.values():
         if type(value) is not float and type(value) is not int:
-            values = {name: _number(name, value) for name, value in metrics.items()}
+            metrics = {name: _number(name, value) for name, value in metrics.items()}
             break
     if not _IN_JOB[0]:  # called outside a job: just show it
-        shown = " ".join(f"{k}={v:.4g}" for k, v in values.items())
+        shown = " ".join(f"{k}={v:.4g}" for k, v in metrics.items())
         print(f"report: step {step}/{total} {shown}".replace(" None", " -"))
         return
-    _pending.append((time.time(), next(_sequence), step, total, values))
-    if len(_pending) >= FLUSH_POINTS or time.monotonic() - _last_flush[0] >= FLUSH_SECONDS:
+    _pending.append((time.time(), next(_sequence), step, total, metrics))
+    if len(_pending) >= FLUSH_POINTS:
         flush_reports()
+    elif not _FLUSHER[0] and time.monotonic() - _last_flush[0] >= FLUSH_SECONDS:
+        flush_reports()  # no flush thread here: the loop sends what has waited
+
+
+def flushed_by_thread() -> None:
+    """Called by the runtime once its flush thread sends waiting reports (``report()`` then
+    never looks at the clock)."""
+    _FLUSHER[0] = True
 
 
 def flush_reports(stale_only: bool = False) -> None:
@@ -104,16 +114,16 @@ def pack_points(points: list[tuple[float, int, int | None, int | None, dict[str,
     """A batch of points as record fields: packed columns when every point has the same
     metric names (the usual loop), else a plain list. :func:`unpack_points` reverses it."""
     names = points[0][4].keys()
-    if any(p[4].keys() != names for p in points):
-        return {"points": points}
-    times, seqs, steps, totals, values = zip(*points, strict=True)
+    for point in points:
+        if point[4].keys() != names:
+            return {"points": points}
     return {
         "n": len(points),
-        "time": _pack("d", times),
-        "seq": _pack("q", seqs),
-        "step": _pack("q", [_NONE if s is None else s for s in steps]),
-        "total": _pack("q", [_NONE if t is None else t for t in totals]),
-        "metrics": {name: _pack("d", [v[name] for v in values]) for name in names},
+        "time": _pack("d", [p[0] for p in points]),
+        "seq": _pack("q", [p[1] for p in points]),
+        "step": _pack("q", [_NONE if p[2] is None else p[2] for p in points]),
+        "total": _pack("q", [_NONE if p[3] is None else p[3] for p in points]),
+        "metrics": {name: _pack("d", [p[4][name] for p in points]) for name in names},
     }
 
 

@@ -9,7 +9,6 @@ DataFrame when pandas is installed, else a list of dicts.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -32,10 +31,55 @@ BASE_COLUMNS = (
     "sweep",
 )
 _INDEX = {name: i for i, name in enumerate(RUN_COLUMNS)}
+_NESTED = ("params", "metrics", "tags")
+_EMPTY: dict[str, Any] = {}
 
 
 class RunNotFound(JobNotFound):
     """No job has this id or name."""
+
+
+class RunRow:
+    """One job as a runs-table row: ``row.get("params.lr")``, ``row["id"]``, ``row.to_dict()``."""
+
+    __slots__ = ("now", "raw")
+
+    def __init__(self, raw: list[Any], now: float) -> None:
+        self.raw = raw
+        self.now = now
+
+    def get(self, column: str, default: Any = None) -> Any:
+        prefix, dot, key = column.partition(".")
+        if dot and prefix in _NESTED:
+            return (self.raw[_INDEX[prefix]] or {}).get(key, default)
+        if column == "duration":
+            return self.duration
+        index = _INDEX.get(column)
+        return default if index is None else self.raw[index]
+
+    def __getitem__(self, column: str) -> Any:
+        return self.get(column)
+
+    def has_tag(self, key: str, value: str | None) -> bool:
+        tags = self.raw[_INDEX["tags"]] or {}
+        return key in tags if value is None else tags.get(key) == value
+
+    @property
+    def duration(self) -> float | None:
+        started, finished = self.raw[_INDEX["started"]], self.raw[_INDEX["finished"]]
+        if started is None:
+            return None
+        if finished is not None:
+            return finished - started
+        return None if self.raw[_INDEX["phase"]] in TERMINAL_PHASES else self.now - started
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat row: fixed columns, ``notebook``, ``params.*``, ``metrics.*``, ``tags.*``."""
+        row = {column: self.get(column) for column in (*BASE_COLUMNS, "notebook")}
+        for prefix in _NESTED:
+            for key, value in (self.raw[_INDEX[prefix]] or {}).items():
+                row[f"{prefix}.{key}"] = value
+        return row
 
 
 def run_rows(
@@ -53,8 +97,8 @@ def run_rows(
     sweep: str | None = None,
     name_contains: str | None = None,
     backend: str | None = None,
-) -> list[dict[str, Any]]:
-    """Flat run rows (see :func:`runs`), filtered and sorted (``name_contains``: a
+) -> list[RunRow]:
+    """Run rows (see :func:`runs`), filtered and sorted (``name_contains``: a
     case-insensitive substring, as the sidebar's filter box)."""
     backfill_local(store)
     clauses, params = [], []
@@ -87,16 +131,11 @@ def run_rows(
     ordering = parse_sort(sort) if sort else None
     tags = _tag_filter(tag)
     now = time.time()
-    rows = []
-    for raw in store.run_rows(sql_where, tuple(params)):
-        row = _flat_row(raw, now)
-        if tags and not all(
-            row.get(f"tags.{k}") == v or (v is None and f"tags.{k}" in row) for k, v in tags.items()
-        ):
-            continue
-        if matches is not None and not matches(row):
-            continue
-        rows.append(row)
+    rows = [RunRow(raw, now) for raw in store.run_rows(sql_where, tuple(params))]
+    if tags:
+        rows = [r for r in rows if all(r.has_tag(k, v) for k, v in tags.items())]
+    if matches is not None:
+        rows = [r for r in rows if matches(r)]
     if ordering is not None:
         rows = sort_rows(rows, *ordering)
     return rows[:limit] if limit is not None else rows
@@ -142,57 +181,27 @@ def runs(
     return as_table(rows)
 
 
-def as_table(rows: list[dict[str, Any]]) -> Any:
-    """``rows`` as a DataFrame with the fixed columns first, or the list itself without pandas."""
+def as_table(rows: list[RunRow]) -> Any:
+    """``rows`` as a DataFrame with the fixed columns first, or a list of dicts without pandas."""
     try:
         import pandas as pd
     except ImportError:
-        return rows
-    extra: dict[str, None] = {}
-    for row in rows:
-        for key in row:
-            if key not in extra and key not in BASE_COLUMNS:
-                extra[key] = None
-    columns = [*BASE_COLUMNS, *sorted(extra, key=_column_order)]
-    data = {column: [row.get(column) for row in rows] for column in columns}
-    frame = pd.DataFrame(data, columns=columns)
+        return [row.to_dict() for row in rows]
+    data: dict[str, list[Any]] = {}
+    for column in (*BASE_COLUMNS, "notebook"):
+        if column == "duration":
+            data[column] = [row.duration for row in rows]
+        else:
+            index = _INDEX[column]
+            data[column] = [row.raw[index] for row in rows]
+    for prefix in _NESTED:
+        index = _INDEX[prefix]
+        dicts = [row.raw[index] or _EMPTY for row in rows]
+        for key in sorted(set().union(*dicts)):
+            data[f"{prefix}.{key}"] = [values.get(key) for values in dicts]
+    frame = pd.DataFrame(data)
     frame["created"] = pd.to_datetime(frame["created"], unit="s", utc=True)
     return frame
-
-
-def _column_order(column: str) -> tuple[int, str]:
-    prefix = column.split(".", 1)[0]
-    return ({"params": 0, "metrics": 1, "tags": 2}.get(prefix, 3), column)
-
-
-def _flat_row(raw: tuple[Any, ...], now: float) -> dict[str, Any]:
-    get = raw.__getitem__
-    started, finished = get(_INDEX["started"]), get(_INDEX["finished"])
-    phase = get(_INDEX["phase"])
-    if started is None:
-        duration = None
-    elif finished is not None:
-        duration = finished - started
-    else:
-        duration = None if phase in TERMINAL_PHASES else now - started
-    row: dict[str, Any] = {
-        "id": get(_INDEX["id"]),
-        "name": get(_INDEX["name"]),
-        "phase": phase,
-        "framework": get(_INDEX["framework"]),
-        "backend": get(_INDEX["backend"]),
-        "workers": get(_INDEX["workers"]),
-        "created": get(_INDEX["created"]),
-        "duration": duration,
-        "sweep": get(_INDEX["sweep"]),
-        "notebook": get(_INDEX["notebook"]),
-    }
-    for prefix in ("params", "metrics", "tags"):
-        text = get(_INDEX[prefix])
-        if text and text != "null":
-            for key, value in json.loads(text).items():
-                row[f"{prefix}.{key}"] = value
-    return row
 
 
 def _is_glob(pattern: str) -> bool:

@@ -75,12 +75,14 @@ def parse_sort(text: str, flag: str = "--sort") -> tuple[str, bool]:
     return column, descending
 
 
-def sort_rows(rows: list[dict[str, Any]], column: str, descending: bool) -> list[dict[str, Any]]:
-    """``rows`` ordered by ``column`` (numbers before text; rows without it last)."""
-    present = [r for r in rows if r.get(column) is not None]
-    missing = [r for r in rows if r.get(column) is None]
-    present.sort(key=lambda r: _sort_key(r[column]), reverse=descending)
-    return present + missing
+def sort_rows(rows: list[Any], column: str, descending: bool) -> list[Any]:
+    """``rows`` (anything with ``.get(column)``) ordered by ``column`` (numbers before text;
+    rows without it last)."""
+    keyed = [(row.get(column), row) for row in rows]
+    present = [item for item in keyed if item[0] is not None]
+    missing = [row for value, row in keyed if value is None]
+    present.sort(key=lambda item: _sort_key(item[0]), reverse=descending)
+    return [row for _, row in present] + missing
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:
