@@ -373,13 +373,19 @@ class JobStore:
 
     def metric_names(self, job_id: str) -> dict[str, dict[int, int]]:
         """Each metric the job reported, in the order first reported:
-        ``{name: {rank: number of points}}`` (ranks in order)."""
+        ``{name: {rank: number of points}}`` (ranks in order). The followers' previews
+        say it without counting the points; a job recorded without them is counted."""
         with self._connect() as db:
             rows = db.execute(
-                "SELECT name, rank, COUNT(*) FROM metric_points WHERE job_id = ? "
-                "GROUP BY name, rank ORDER BY MIN(rowid), rank",
+                "SELECT name, rank, points FROM metric_previews WHERE job_id = ? ORDER BY rowid",
                 (job_id,),
             ).fetchall()
+            if not rows:
+                rows = db.execute(
+                    "SELECT name, rank, COUNT(*) FROM metric_points WHERE job_id = ? "
+                    "GROUP BY name, rank ORDER BY MIN(rowid), rank",
+                    (job_id,),
+                ).fetchall()
         names: dict[str, dict[int, int]] = {}
         for name, rank, count in rows:
             names.setdefault(name, {})[rank] = count
@@ -407,10 +413,11 @@ class JobStore:
             (job_id, name, rank, count, json.dumps(xs), json.dumps(ys))
             for name, rank, count, xs, ys in previews
         ]
-        with self._connect() as db:
+        with self._connect() as db:  # an upsert keeps the row (and so the first-reported order)
             db.executemany(
-                "INSERT OR REPLACE INTO metric_previews (job_id, name, rank, points, x, y) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO metric_previews (job_id, name, rank, points, x, y) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, name, rank) DO UPDATE SET "
+                "points = excluded.points, x = excluded.x, y = excluded.y",
                 rows,
             )
 

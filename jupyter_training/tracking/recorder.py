@@ -82,12 +82,12 @@ class RunRecorder:
                     value if finite else None,
                 )
             )
+            envelope = self._envelopes.get(key)
+            if envelope is None:  # envelopes keep the order metrics were first reported
+                envelope = self._envelopes[key] = Envelope(PREVIEW_BUCKETS)
+            self._dirty.add(key)
             if finite:
-                envelope = self._envelopes.get(key)
-                if envelope is None:
-                    envelope = self._envelopes[key] = Envelope(PREVIEW_BUCKETS)
                 envelope.add(float(step if step is not None else index), float(value))
-                self._dirty.add(key)
                 if rank == 0:
                     self._final[name] = value
                     self._final_changed = True
@@ -98,7 +98,7 @@ class RunRecorder:
         points, self._points = self._points, []
         self.store.add_points(self.job_id, points)
         previews = []
-        for name, rank in sorted(self._dirty):
+        for name, rank in [key for key in self._envelopes if key in self._dirty]:
             envelope = self._envelopes[(name, rank)]
             kept = envelope.points()
             previews.append(
