@@ -81,7 +81,9 @@ class TrainingClient:
             with contextlib.suppress(Exception):
                 self.cancel(job_id)
             raise
-        values = notebook_params(namespace or {}, [v.name for v in payload.values])
+        values = notebook_params(
+            namespace or {}, [v.name for v in payload.values], secrets.values()
+        )
         flags = record.params or {}
         # Notebook values win over flags; a quick cell's log_params() may have landed: it wins.
         self.store.merge(record.id, "params", values, keep_existing=True, override=flags)

@@ -139,10 +139,17 @@ def test_framework_versions_are_recorded_when_imported(client):
 def test_secrets_never_reach_params_tags_or_context(client, monkeypatch):
     monkeypatch.setenv("API_TOKEN", "s3cr3t-value-123")
     spec = JobSpec(workers=1, secret_env={"API_TOKEN": ""}, env={"SEED": "1"})
-    record = run_job(client, spec, "import os\nx = os.environ['API_TOKEN']\nprint(len(x))")
+    cell = (
+        "import os\nimport jupyter_training as jt\nx = os.environ['API_TOKEN']\n"
+        "jt.log_params(oops=x, nested=[x, 1])\nprint(len(x), copy, hf_token, user)"
+    )
+    namespace = {"copy": "s3cr3t-value-123", "hf_token": "hf_abc", "user": "ann"}
+    record = run_job(client, spec, cell, namespace)
     stored = client.store.get(record.id)
     blob = json.dumps([stored.params, stored.tags, stored.context, stored.metrics])
-    assert "s3cr3t" not in blob and "SEED" not in blob
+    assert "s3cr3t" not in blob and "SEED" not in blob and "hf_abc" not in blob
+    assert stored.params["user"] == "ann"  # a plain value that is no secret stays
+    assert stored.params["oops"] == "***" and stored.params["nested"] == ["***", 1]
     assert b"s3cr3t" not in client.store.path.read_bytes()
 
 

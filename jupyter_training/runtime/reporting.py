@@ -26,6 +26,7 @@ from typing import Any
 
 from . import records
 from .context import rank
+from .masking import mask, secret_values
 from .params import plain_value
 
 #: Largest pickled result sent through the output channel (env JUPYTER_TRAINING_RESULT_LIMIT).
@@ -186,7 +187,20 @@ def log_params(**params: Any) -> None:
     if "JUPYTER_TRAINING_JOB_ID" not in os.environ:
         print("params: " + " ".join(f"{k}={v!r}" for k, v in values.items()))
         return
+    secrets = secret_values()
+    if secrets:  # records bypass the masked stdout: mask --secret-env values here
+        values = _masked(values, secrets)
     records.emit("params", params=values, rank=rank())
+
+
+def _masked(value: Any, secrets: list[str]) -> Any:
+    if isinstance(value, str):
+        return mask(value, secrets)
+    if isinstance(value, list):
+        return [_masked(item, secrets) for item in value]
+    if isinstance(value, dict):
+        return {key: _masked(item, secrets) for key, item in value.items()}
+    return value
 
 
 def artifacts_dir() -> Path:

@@ -9,6 +9,8 @@ nothing here, and ``--env`` values are left out too.
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -20,6 +22,7 @@ _ALWAYS = ("framework", "workers", "gpus", "nproc_per_worker", "backend")
 #: Flags that are params when given (their default says nothing).
 _WHEN_SET = ("max_restarts", "timeout")
 _KUBERNETES_WHEN_SET = ("image", "cpu", "memory", "api", "runtime")
+_SECRET_NAME = re.compile(r"token|secret|passw|api_?key|credential|private_?key", re.IGNORECASE)
 
 
 def flag_params(spec: JobSpec) -> dict[str, Any]:
@@ -37,14 +40,22 @@ def flag_params(spec: JobSpec) -> dict[str, Any]:
     return params
 
 
-def notebook_params(namespace: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
-    """The plain-data values among the notebook ``names`` a cell read."""
+def notebook_params(
+    namespace: Mapping[str, Any], names: Iterable[str], secrets: Iterable[str] = ()
+) -> dict[str, Any]:
+    """The plain-data values among the notebook ``names`` a cell read.
+
+    Left out: names that say they hold a secret (``token``, ``password``,
+    ``api_key``, ...) and any value holding one of ``secrets`` (the job's
+    ``--secret-env`` values).
+    """
+    hidden = [s for s in secrets if s]
     params = {}
     for name in names:
-        if name.startswith("_") or name not in namespace:
+        if name.startswith("_") or name not in namespace or _SECRET_NAME.search(name):
             continue
         ok, value = plain_value(namespace[name])
-        if ok:
+        if ok and not any(secret in json.dumps(value) for secret in hidden):
             params[name] = value
     return params
 
