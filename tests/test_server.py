@@ -423,3 +423,25 @@ async def test_unknown_metric_and_rank_are_404(jp_fetch):
         with pytest.raises(HTTPClientError) as caught:
             await api(jp_fetch, "GET", f"jobs/{job['id']}/metrics/{metric}", **params)
         assert caught.value.code == 404 and text in caught.value.response.body.decode()
+
+
+async def test_points_of_a_job_gone_quiet_are_stored_while_it_runs(jp_fetch):
+    cell = (
+        "import time, jupyter_training as jt\n"
+        "for i in range(5):\n"
+        "    jt.report(step=i, loss=1.0 / (i + 1))\n"
+        "time.sleep(30)\n"
+    )
+    _, job = await api(jp_fetch, "POST", "jobs", {"spec": {"workers": 1}, "cell": cell})
+    deadline = time.monotonic() + 30
+    counts = {}
+    while time.monotonic() < deadline:
+        _, metrics = await api(jp_fetch, "GET", f"jobs/{job['id']}/metrics")
+        counts = {m["name"]: m["ranks"] for m in metrics["metrics"]}
+        if counts.get("loss") == {"0": 5}:
+            break
+        await asyncio.sleep(0.2)
+    assert counts == {"loss": {"0": 5}}
+    _, running = await api(jp_fetch, "GET", f"jobs/{job['id']}")
+    assert running["phase"] == "Running" and running["metrics"] == {"loss": 0.2}
+    await api(jp_fetch, "DELETE", f"jobs/{job['id']}")

@@ -2,7 +2,9 @@
 
 Launches the active notebook cell from the sidebar's form (through the kernel, so
 notebook names are captured), watches it reach Succeeded, reads a rank's logs,
-and cancels a second job. Set ``JT_SCREENSHOTS=<dir>`` to save screenshots.
+and cancels a second job; charts a job's metrics per rank, filters and sorts the
+job list, and compares three runs that differ only in a notebook value ``lr``.
+Set ``JT_SCREENSHOTS=<dir>`` to save screenshots.
 """
 
 from __future__ import annotations
@@ -39,6 +41,16 @@ TOKEN = "sidebar-test"
 SECRET = "sidebar-secret-4f9c1e"
 
 
+#: The training cell of the compare scenario: ``lr`` is the notebook's.
+LR_CELL = (
+    "import jupyter_training\n"
+    "for i in range(50):\n"
+    "    jupyter_training.report(step=i, loss=(1 - lr) ** i)"
+)
+LR_CELLS = (3, 4)  # the ``lr = ...`` cell and the training cell
+expect = playwright.expect
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -56,6 +68,8 @@ def _notebook(path: Path) -> None:
             "jt.report(step=1, total=1, loss=0.25)"
         ),
         nbformat.v4.new_code_cell("import time\ntime.sleep(600)"),
+        nbformat.v4.new_code_cell("lr = 0.1"),
+        nbformat.v4.new_code_cell(LR_CELL),
     ]
     notebook.metadata["kernelspec"] = {
         "name": "python3",
@@ -79,6 +93,8 @@ class LabServer:
         self.base = base = tmp_path_factory.mktemp("lab")
         self.env = env = dict(os.environ, **environ)
         env.pop("JUPYTER_PLATFORM_DIRS", None)
+        # The labextension linked below wins over an older copy installed in the venv.
+        env["JUPYTER_PREFER_ENV_PATH"] = "0"
         for name in (
             "JUPYTER_CONFIG_DIR",
             "JUPYTER_DATA_DIR",
@@ -211,8 +227,11 @@ def select_cell(page, index: int) -> None:
 
 
 def open_sidebar(page) -> None:
-    page.locator(".jp-SideBar [data-id='jupyter-training:sidebar']").click()
-    page.get_by_test_id("jt-sidebar").wait_for(timeout=10_000)
+    """Show the sidebar; JupyterLab may have restored it open from an earlier page."""
+    sidebar = page.get_by_test_id("jt-sidebar")
+    if not sidebar.is_visible():
+        page.locator(".jp-SideBar [data-id='jupyter-training:sidebar']").click()
+    sidebar.wait_for(timeout=10_000)
 
 
 def launch(page, workers: int) -> None:
@@ -262,6 +281,246 @@ def test_launch_watch_logs_and_cancel(page):
         timeout=60_000
     )
     screenshot(page, "sidebar-cancelled.png")
+
+
+def rest(url: str, path: str, body: dict | None = None):
+    """Call the training REST API of the server at ``url`` with the token (POST with a body)."""
+    request = urllib.request.Request(
+        f"{url}jupyter-training/api/{path}",
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"token {TOKEN}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def set_cell(page, index: int, source: str) -> None:
+    """Replace a cell's source and run it (Shift+Enter)."""
+    page.locator(".jp-Notebook .jp-Cell .jp-InputArea-editor").nth(index).click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type(source)
+    page.keyboard.press("Shift+Enter")
+
+
+def widen_sidebar(page, width: int) -> None:
+    """Drag the left sidebar's edge out to ``width`` pixels, as a user would."""
+    handle = page.locator("#jp-main-split-panel > .lm-SplitPanel-handle").first
+    box = handle.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(width, box["y"] + box["height"] / 2, steps=5)
+    page.mouse.up()
+
+
+def legend(page, chart) -> list[str]:
+    """The line labels of a uPlot chart's legend (it has no row for x: the legend is not live)."""
+    return [text.strip() for text in chart.locator(".u-legend .u-series").all_inner_texts()]
+
+
+#: The sidebar's first line colours (rank 0, 1, 2 or the first, second and third run).
+BLUE, ORANGE, GREEN = (31, 119, 180), (255, 127, 14), (44, 160, 44)
+
+
+def line_pixels(chart, rgb: tuple[int, int, int]) -> int:
+    """How many pixels of the chart's canvas uPlot painted in (about) colour ``rgb``."""
+    return chart.locator("canvas").evaluate(
+        """(canvas, [r, g, b]) => {
+            const { width, height } = canvas;
+            const { data } = canvas.getContext('2d').getImageData(0, 0, width, height);
+            let count = 0;
+            for (let i = 0; i < data.length; i += 4) {
+                const off =
+                    Math.abs(data[i] - r) + Math.abs(data[i + 1] - g) + Math.abs(data[i + 2] - b);
+                if (data[i + 3] > 200 && off < 40) count++;
+            }
+            return count;
+        }""",
+        list(rgb),
+    )
+
+
+def row_ids(page, among: list[str]) -> list[str]:
+    ids = page.locator("[data-testid='jt-job-row']").evaluate_all(
+        "rows => rows.map(row => row.dataset.jobId)"
+    )
+    return [job_id for job_id in ids if job_id in among]
+
+
+def test_metrics_filters_and_compare_three_lr_runs(page, lab):
+    """Three runs differing only in the notebook's ``lr``: charted per rank, sorted by their
+    final loss, and told apart and ranked in the compare view with their full loss history."""
+    url, _ = lab
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    open_sidebar(page)
+    page.get_by_test_id("jt-launch-framework").locator("option").nth(1).wait_for(
+        state="attached", timeout=10_000
+    )
+    lr_cell, train_cell = LR_CELLS
+    runs: dict[float, dict] = {}
+    for lr in (0.1, 0.3, 0.5):
+        before = {job["id"] for job in rest(url, "jobs?limit=500")["jobs"]}
+        set_cell(page, lr_cell, f"lr = {lr}")
+        select_cell(page, train_cell)
+        launch(page, workers=2)
+        deadline = time.monotonic() + 60
+        while not (new := [j for j in rest(url, "jobs")["jobs"] if j["id"] not in before]):
+            assert time.monotonic() < deadline, "the launch made no job"
+            time.sleep(0.2)
+        runs[lr] = new[0]
+    ids = [run["id"] for run in runs.values()]
+    for job_id in ids:
+        page.locator(
+            f"[data-testid='jt-job-row'][data-job-id='{job_id}'][data-phase='Succeeded']"
+        ).wait_for(timeout=90_000)
+    for lr, run in runs.items():  # the notebook's value is each run's param
+        assert rest(url, f"jobs/{run['id']}")["params"]["lr"] == lr
+    best, worst = runs[0.5], runs[0.1]
+
+    # The list: filtered by phase, sorted by the final loss, then by name (substring and glob).
+    page.get_by_test_id("jt-filter-phase").select_option("Succeeded")
+    page.get_by_test_id("jt-sort").select_option("metrics.loss")
+    page.wait_for_function(
+        f"() => [...document.querySelectorAll('[data-testid=jt-job-row]')]"
+        f".map(r => r.dataset.jobId).filter(id => {json.dumps(ids)}.includes(id))"
+        f".join() === {json.dumps(','.join(ids[::-1]))}"
+    )
+    assert row_ids(page, ids) == [runs[0.5]["id"], runs[0.3]["id"], runs[0.1]["id"]]
+    page.get_by_test_id("jt-sort-order").click()
+    expect(page.get_by_test_id("jt-sort-order")).to_have_attribute("data-order", "desc")
+    page.wait_for_function(
+        f"() => [...document.querySelectorAll('[data-testid=jt-job-row]')]"
+        f".map(r => r.dataset.jobId).filter(id => {json.dumps(ids)}.includes(id))"
+        f".join() === {json.dumps(','.join(ids))}"
+    )
+    notebook = rest(url, f"jobs/{best['id']}")["notebook"]
+    assert notebook.endswith("train.ipynb")
+    page.get_by_test_id("jt-filter-notebook").select_option(notebook)
+    expect(page.locator(f"[data-testid='jt-job-row'][data-job-id='{best['id']}']")).to_be_visible()
+    assert row_ids(page, ids) == ids  # still by loss, highest first
+    page.get_by_test_id("jt-filter-notebook").select_option("")
+    page.get_by_test_id("jt-filter-name").fill(runs[0.3]["name"].upper())
+    expect(page.locator("[data-testid='jt-job-row']")).to_have_count(1)
+    assert row_ids(page, ids) == [runs[0.3]["id"]]
+    page.get_by_test_id("jt-filter-name").fill(runs[0.3]["name"][:-3] + "*")
+    expect(
+        page.locator(f"[data-testid='jt-job-row'][data-job-id='{runs[0.3]['id']}']")
+    ).to_be_visible()
+    page.get_by_test_id("jt-filter-clear").click()
+    expect(page.get_by_test_id("jt-filter-name")).to_have_value("")
+
+    # Details: a chart per metric, rank 0 by default; any rank, or all ranks overlaid.
+    widen_sidebar(page, 560)
+    page.locator(f"[data-testid='jt-job-row'][data-job-id='{best['id']}']").click()
+    chart = page.locator("[data-testid='jt-metric-chart'][data-metric='loss']")
+    expect(chart).to_have_attribute("data-series", "1")
+    expect(chart).to_have_attribute("data-points", "50")
+    assert legend(page, chart) == ["rank 0"]
+    assert line_pixels(chart, BLUE) > 50 and line_pixels(chart, ORANGE) == 0
+    page.get_by_test_id("jt-metric-rank").select_option("all")
+    expect(chart).to_have_attribute("data-series", "2")
+    assert legend(page, chart) == ["rank 0", "rank 1"]
+    assert line_pixels(chart, ORANGE) > 50  # rank 1 drawn over rank 0 (the same values)
+    page.get_by_test_id("jt-metric-rank").select_option("1")
+    expect(chart).to_have_attribute("data-series", "1")
+    assert legend(page, chart) == ["rank 1"]
+    assert line_pixels(chart, ORANGE) > 50 and line_pixels(chart, BLUE) == 0
+    page.get_by_test_id("jt-metric-rank").select_option("all")
+    page.get_by_test_id("jt-chart-log").check()
+    expect(chart).to_have_attribute("data-series", "2")
+    screenshot(page, "sidebar-metrics.png")
+    page.get_by_test_id("jt-back").click()
+
+    # Compare: tick the three runs.
+    for job_id in ids:
+        page.locator(f"[data-testid='jt-job-select'][data-job-id='{job_id}']").check()
+    compare = page.get_by_test_id("jt-compare-button")
+    expect(compare).to_have_text("Compare 3")
+    compare.click()
+    view = page.get_by_test_id("jt-compare")
+    columns = view.get_by_test_id("jt-compare-run")
+    expect(columns).to_have_count(3)
+    assert columns.evaluate_all("cs => cs.map(c => c.dataset.jobId)") == ids
+    differing = view.locator("[data-testid='jt-compare-param-row'][data-differing='true']")
+    expect(differing).to_have_count(1)
+    assert differing.get_attribute("data-param") == "lr"
+    assert differing.locator("td").all_inner_texts() == ["0.1", "0.3", "0.5"]
+    assert "jp-mod-differing" in differing.get_attribute("class")
+    assert page.get_by_test_id("jt-compare-objective").input_value() == "loss"
+    marked = view.locator("[data-testid='jt-compare-run'][data-best='true']")
+    expect(marked).to_have_count(1)
+    assert marked.get_attribute("data-job-id") == best["id"]
+    assert view.get_by_test_id("jt-compare-best").count() == 1
+    loss_row = view.locator("[data-testid='jt-compare-metric-row'][data-metric='loss']")
+    final = [float(text) for text in loss_row.locator("td").all_inner_texts()]
+    assert final == sorted(final, reverse=True) and final[0] == pytest.approx(0.9**49, rel=1e-3)
+    curves = view.locator("[data-testid='jt-metric-chart'][data-metric='loss']")
+    expect(curves).to_have_attribute("data-series", "3")
+    expect(curves).to_have_attribute("data-points", "50")  # the full history of every run
+    names = [run["name"] for run in runs.values()]
+    assert legend(page, curves) == [names[0], names[1], names[2] + " ★"]
+    page.get_by_test_id("jt-chart-log").check()
+    for color in (BLUE, ORANGE, GREEN):  # a line per run, each of its own colour
+        assert line_pixels(curves, color) > 50
+    screenshot(page, "sidebar-compare.png")
+    # Higher is better: the ranking turns over.
+    page.get_by_test_id("jt-compare-mode").select_option("max")
+    expect(marked).to_have_attribute("data-job-id", worst["id"])
+    page.get_by_test_id("jt-compare-only-differing").check()
+    expect(view.get_by_test_id("jt-compare-param-row")).to_have_count(1)
+    page.get_by_test_id("jt-compare-back").click()
+    page.get_by_test_id("jt-compare-clear").click()
+    expect(page.get_by_test_id("jt-compare-button")).to_have_count(0)
+    assert errors == []
+
+
+def stored_points(url: str, job_id: str, metric: str, rank: str = "0") -> int:
+    """How many points of ``metric`` the server has stored for ``rank`` of the job."""
+    for entry in rest(url, f"jobs/{job_id}/metrics")["metrics"]:
+        if entry["name"] == metric:
+            return entry["ranks"].get(rank, 0)
+    return 0
+
+
+def test_a_live_chart_is_the_downsampled_history_plus_each_new_point_once(page, lab):
+    """Details of a running job: the server's thinned history (at most 1,000 points), then
+    the live reports appended, each once although the subscription replays from the start."""
+    url, base = lab
+    go = base / "go-live"
+    cell = (
+        "import os, time, jupyter_training as jt\n"
+        "for i in range(3000):\n"
+        "    jt.report(step=i, acc=i / 3000)\n"
+        # The server's recorder writes on the next report a second later: give it one.
+        "time.sleep(1.2)\n"
+        "jt.report(step=3000, acc=1.0)\n"
+        f"while not os.path.exists({str(go)!r}):\n"
+        "    time.sleep(0.05)\n"
+        "for i in range(3001, 3021):\n"
+        "    jt.report(step=i, acc=i / 3000)\n"
+        "    time.sleep(0.02)\n"
+    )
+    job = rest(url, "jobs", {"spec": {"workers": 1, "name": "live-chart"}, "cell": cell})
+    try:
+        deadline = time.monotonic() + 60
+        while stored_points(url, job["id"], "acc") < 3001:
+            assert time.monotonic() < deadline, "the history never reached 3001 points"
+            time.sleep(0.2)
+        open_sidebar(page)
+        page.locator(f"[data-testid='jt-job-row'][data-job-id='{job['id']}']").click()
+        chart = page.locator("[data-testid='jt-metric-chart'][data-metric='acc']")
+        chart.wait_for(timeout=30_000)
+        time.sleep(1)  # the replay of 3,000 reports has arrived: none of them is added again
+        fetched = int(chart.get_attribute("data-points"))
+        assert 300 <= fetched <= 1000  # thinned by the server (max_points=1000)
+        go.touch()
+        expect(chart).to_have_attribute("data-points", str(fetched + 20), timeout=30_000)
+        expect(page.get_by_test_id("jt-details").get_by_test_id("jt-job-phase")).to_have_text(
+            "Succeeded", timeout=30_000
+        )
+        assert int(chart.get_attribute("data-points")) == fetched + 20
+    finally:
+        go.touch()
 
 
 def test_sidebar_in_notebook7(notebook7):

@@ -17,7 +17,6 @@ from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import authorized, ws_authenticated
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from tornado import web, websocket
-from tornado.escape import url_unescape
 from tornado.ioloop import IOLoop
 from tornado.iostream import StreamClosedError
 
@@ -254,7 +253,6 @@ class SeriesHandler(TrainingHandler):
     @web.authenticated
     @authorized
     async def get(self, job_id: str, metric: str) -> None:
-        metric = url_unescape(metric)
         max_points = self.int_argument("max_points", 1000, 2, MAX_POINTS)
         if max_points is None:
             return

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 FEED_TAIL_SECONDS = 0.1
 METRICS_PUSH_SECONDS = 1.0
+RECORD_FLUSH_SECONDS = 1.0
 #: Most log lines per second one subscription forwards to a browser.
 LOG_LINES_PER_SECOND = 500
 
@@ -43,9 +44,11 @@ class JobMonitor:
         self.followed: set[str] = set()
         self.metrics: dict[str, dict[str, float]] = {}
         self._metrics_pushed: dict[str, float] = {}
+        self.recorders: dict[str, RunRecorder] = {}
 
     def start(self) -> None:
         threading.Thread(target=self._tail_feed, name="jt-feed", daemon=True).start()
+        threading.Thread(target=self._flush_recorders, name="jt-record", daemon=True).start()
         for record in self.client.store.list(limit=500):
             if not record.is_terminal:
                 self.follow(record.id)
@@ -137,6 +140,8 @@ class JobMonitor:
         recorder = RunRecorder(
             self.client.store, job_id, mlflow_uri=self.client.settings.mlflow_uri
         )
+        with self.lock:
+            self.recorders[job_id] = recorder
         ended = False
         try:
             for event in self.client.events(job_id, stop=self.stopping):
@@ -153,6 +158,19 @@ class JobMonitor:
                 log.warning("jupyter-training: recording job %s failed: %s", job_id, err)
             with self.lock:
                 self.followed.discard(job_id)
+                self.recorders.pop(job_id, None)
+
+    def _flush_recorders(self) -> None:
+        """Once a second, write what jobs gone quiet reported last (the follow threads
+        write only when the next event comes)."""
+        while not self.stopping.wait(RECORD_FLUSH_SECONDS):
+            with self.lock:
+                recorders = list(self.recorders.values())
+            for recorder in recorders:
+                try:
+                    recorder.flush_if_due()
+                except Exception as err:  # a locked store now is retried next second
+                    log.warning("jupyter-training: recording job %s: %s", recorder.job_id, err)
 
     def _update_metrics(self, job_id: str, metrics: dict[str, float]) -> None:
         self.metrics.setdefault(job_id, {}).update(metrics)

@@ -11,6 +11,7 @@ final metrics.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from typing import Any
 
@@ -41,9 +42,14 @@ class RunRecorder:
         self._context: dict[str, Any] = {}
         self._last_flush = time.monotonic()
         self._exporting = False
+        self._lock = threading.RLock()
 
     def feed(self, event: Event) -> None:
         """Take one event; writes go out in batches (see :meth:`flush`)."""
+        with self._lock:
+            self._feed(event)
+
+    def _feed(self, event: Event) -> None:
         if event.kind == "report":
             self._on_report(event)
         elif event.kind == "params":
@@ -92,6 +98,16 @@ class RunRecorder:
                     self._final[name] = value
                     self._final_changed = True
 
+    def flush_if_due(self) -> None:
+        """Write what waits if the last write is a flush interval old (a job gone quiet
+        must not keep its last points to itself); safe from another thread."""
+        with self._lock:
+            if time.monotonic() - self._last_flush >= FLUSH_SECONDS and self._pending():
+                self.flush()
+
+    def _pending(self) -> bool:
+        return bool(self._points or self._dirty or self._params or self._context)
+
     def flush(self) -> None:
         """Write what has been taken since the last flush."""
         self._last_flush = time.monotonic()
@@ -118,7 +134,8 @@ class RunRecorder:
 
     def close(self, *, complete: bool) -> None:
         """Write the rest; ``complete`` when the stream ran to the job's end."""
-        self.flush()
+        with self._lock:
+            self.flush()
         if complete:
             self.store.update(self.job_id, history_done=1)
         if self.mlflow_uri:  # again: an exporter that gave up earlier resumes now

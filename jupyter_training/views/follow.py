@@ -70,6 +70,7 @@ class Follower:
                         self.recorder.feed(item)
                         ended = ended or item.is_terminal
                     self.view.tick()
+                    self.recorder.flush_if_due()
                     poll_ui()
                     if self.view.cancel_requested:
                         self.view.cancel_requested = False

@@ -109,6 +109,8 @@ export interface CompareCurve {
   name: string;
   x: number[];
   y: number[];
+  /** Points the run stored for this metric (rank 0). */
+  points: number;
 }
 
 export type ObjectiveMode = 'min' | 'max';
@@ -117,6 +119,8 @@ export interface Comparison {
   runs: CompareRun[];
   params: string[];
   differing: string[];
+  /** Every metric a run reported, in the order first seen. */
+  metrics: string[];
   objective: { metric: string; mode: ObjectiveMode } | null;
   best: string | null;
   /** Rank 0's curve of every run, per metric. */
@@ -225,7 +229,12 @@ export class TrainingApi {
   }
 
   /** One metric's curves, at most `maxPoints` a rank (thinned by the server). */
-  metricHistory(id: string, name: string, rank: RankChoice, maxPoints: number): Promise<MetricHistory> {
+  metricHistory(
+    id: string,
+    name: string,
+    rank: RankChoice,
+    maxPoints: number
+  ): Promise<MetricHistory> {
     const query = `rank=${rank}&max_points=${maxPoints}`;
     return this._json(
       `jobs/${encodeURIComponent(id)}/metrics/${encodeURIComponent(name)}?${query}`

@@ -12,6 +12,24 @@ export const MAX_CHART_POINTS = 2000;
 /** Live points kept for ranks or metrics not charted yet (a fetch picks them up). */
 const RECENT_POINTS = 4096;
 
+/** Line colours, one per rank or run, in order (Tableau 10: distinct, colour-blind friendly). */
+export const PALETTE = [
+  '#1f77b4',
+  '#ff7f0e',
+  '#2ca02c',
+  '#d62728',
+  '#9467bd',
+  '#8c564b',
+  '#e377c2',
+  '#7f7f7f',
+  '#bcbd22',
+  '#17becf'
+];
+
+export function lineColor(index: number): string {
+  return PALETTE[index % PALETTE.length];
+}
+
 export interface Curve {
   x: number[];
   y: number[];
@@ -20,6 +38,8 @@ export interface Curve {
 /** One line of a chart. */
 export interface ChartLine extends Curve {
   label: string;
+  /** A CSS colour; by default the line's place in the palette. */
+  color?: string;
 }
 
 /** Keep every other point (and the last), so the curve's shape survives at half the size. */
@@ -157,7 +177,12 @@ export class LiveMetrics {
       .filter(rank => shows(this._choice, rank))
       .map(rank => ({ rank, curve: this._curves.get(key(name, rank)) }))
       .filter((line): line is { rank: number; curve: TrackedCurve } => !!line.curve)
-      .map(({ rank, curve }) => ({ label: `rank ${rank}`, x: curve.x, y: curve.y }));
+      .map(({ rank, curve }) => ({
+        label: `rank ${rank}`,
+        color: lineColor(rank), // a rank keeps its colour whichever ranks are shown
+        x: curve.x,
+        y: curve.y
+      }));
   }
 
   private _remember(point: LivePoint): void {

@@ -1,26 +1,7 @@
 import React, { useEffect, useMemo, useRef } from 'react';
 import uPlot from 'uplot';
 
-import { formatNumber } from '../format';
-import { ChartLine } from '../series';
-
-/** Line colours, one per rank or run, in order (Tableau 10: distinct, colour-blind friendly). */
-export const PALETTE = [
-  '#1f77b4',
-  '#ff7f0e',
-  '#2ca02c',
-  '#d62728',
-  '#9467bd',
-  '#8c564b',
-  '#e377c2',
-  '#7f7f7f',
-  '#bcbd22',
-  '#17becf'
-];
-
-export function lineColor(index: number): string {
-  return PALETTE[index % PALETTE.length];
-}
+import { ChartLine, lineColor } from '../series';
 
 const HEIGHT = 150;
 
@@ -28,15 +9,31 @@ function cssVar(name: string, fallback: string): string {
   return getComputedStyle(document.body).getPropertyValue(name).trim() || fallback;
 }
 
-function tickLabel(value: number): string {
+/** An axis tick (null: a log axis' unlabelled minor tick). */
+function tickLabel(value: number | null): string {
+  if (value === null) {
+    return '';
+  }
   if (value === 0) {
     return '0';
   }
   const size = Math.abs(value);
-  return size >= 1e5 || size < 1e-3 ? value.toExponential(0) : formatNumber(value);
+  return size >= 1e5 || size < 1e-3 ? value.toExponential(0) : String(Number(value.toPrecision(4)));
 }
 
-function chartOptions(labels: string[], logScale: boolean, width: number): uPlot.Options {
+/** A log axis' ticks: whole decades, at most about five of them. */
+function decadeSplits(_: uPlot, __: number, min: number, max: number): number[] {
+  const low = Math.ceil(Math.log10(min) - 1e-9);
+  const high = Math.floor(Math.log10(max) + 1e-9);
+  const step = Math.max(1, Math.ceil((high - low) / 4));
+  const splits: number[] = [];
+  for (let exponent = high; exponent >= low; exponent -= step) {
+    splits.unshift(10 ** exponent);
+  }
+  return splits;
+}
+
+function chartOptions(lines: ChartLine[], logScale: boolean, width: number): uPlot.Options {
   const text = cssVar('--jp-ui-font-color2', '#616161');
   const grid = cssVar('--jp-border-color2', '#e0e0e0');
   const font = `10px ${cssVar('--jp-ui-font-family', 'sans-serif')}`;
@@ -49,16 +46,20 @@ function chartOptions(labels: string[], logScale: boolean, width: number): uPlot
     scales: { x: { time: false }, y: { distr: logScale ? 3 : 1 } },
     axes: [
       { ...axis, size: 28 },
-      { ...axis, size: 46, values: (_, ticks) => ticks.map(tickLabel) }
+      {
+        ...axis,
+        size: 46,
+        values: (_, ticks) => ticks.map(tickLabel),
+        ...(logScale ? { splits: decadeSplits, filter: (_, splits) => splits } : {})
+      }
     ],
     series: [
       { label: 'step' },
-      ...labels.map((label, i) => ({
-        label,
-        stroke: lineColor(i),
+      ...lines.map((line, i) => ({
+        label: line.label,
+        stroke: line.color ?? lineColor(i),
         width: 1.5,
-        spanGaps: true,
-        points: { show: false }
+        spanGaps: true // uPlot shows the points themselves while they are few
       }))
     ]
   };
@@ -84,19 +85,19 @@ export function MetricChart({
 }): JSX.Element {
   const host = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
-  const labels = lines.map(line => line.label);
-  const structure = JSON.stringify([labels, logScale]);
+  const structure = JSON.stringify([lines.map(line => [line.label, line.color]), logScale]);
   const data = useMemo(() => (lines.length ? alignedData(lines) : null), [lines]);
-  const dataRef = useRef(data);
-  dataRef.current = data;
+  const latest = useRef({ data, lines });
+  latest.current = { data, lines };
 
   useEffect(() => {
     const element = host.current;
-    if (!element || !dataRef.current) {
+    const { data: initial, lines: initialLines } = latest.current;
+    if (!element || !initial) {
       return;
     }
     const width = () => Math.max(120, element.clientWidth);
-    const chart = new uPlot(chartOptions(labels, logScale, width()), dataRef.current, element);
+    const chart = new uPlot(chartOptions(initialLines, logScale, width()), initial, element);
     plot.current = chart;
     const resize = new ResizeObserver(() => chart.setSize({ width: width(), height: HEIGHT }));
     resize.observe(element);

@@ -129,7 +129,11 @@ export function MetricCharts({
           ))}
           <option value="all">all ranks</option>
         </select>
-        <LogScaleToggle checked={logScale && positive} disabled={!positive} onChange={setLogScale} />
+        <LogScaleToggle
+          checked={logScale && positive}
+          disabled={!positive}
+          onChange={setLogScale}
+        />
       </div>
       {error && <div className="jp-TrainingHint">{error}</div>}
       {charts.map(chart => (
