@@ -25,7 +25,7 @@ from .settings import TrainingSettings, load_settings
 from .spec import JobSpec, SpecError, secret_values
 from .store import JobRecord, JobStore, new_job_id, pending_record
 from .tracking.params import notebook_params
-from .tracking.query import run_rows
+from .tracking.query import backfill_local, run_rows
 
 
 class TrainingClient:
@@ -182,6 +182,7 @@ class TrainingClient:
         """Jobs filtered by name/notebook glob, tag and ``--where``, ordered by ``--sort``
         (newest first by default); raises ``WhereError`` for a filter that does not parse."""
         if not any((name, notebook, tag, where, sort)):
+            backfill_local(self.store)  # finished jobs nobody followed get their metrics
             return self.list(limit=limit, phase=phase)
         rows = run_rows(
             self.store,

@@ -58,6 +58,8 @@ CREATE TABLE IF NOT EXISTS metric_points (
     value REAL,  -- NULL: the worker reported nan
     UNIQUE (job_id, name, rank, time, seq)
 );
+-- A job's points in the order stored (rowid), for exporters reading on from a watermark.
+CREATE INDEX IF NOT EXISTS metric_points_job ON metric_points (job_id);
 -- Each series thinned for charts (tracking.envelope), kept current by the followers:
 -- a chart of ten 100,000-point runs reads ten small rows, not a million points.
 CREATE TABLE IF NOT EXISTS metric_previews (
@@ -417,9 +419,33 @@ class JobStore:
             db.executemany(
                 "INSERT INTO metric_previews (job_id, name, rank, points, x, y) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, name, rank) DO UPDATE SET "
-                "points = excluded.points, x = excluded.x, y = excluded.y",
+                "points = excluded.points, x = excluded.x, y = excluded.y "
+                "WHERE excluded.points >= metric_previews.points",  # who saw more wins
                 rows,
             )
+
+    def set_final_metrics(self, job_id: str, final: dict[str, tuple[float | None, int]]) -> None:
+        """Set rank 0's last value of each metric from ``{name: (value, points seen)}``,
+        unless the stored preview shows another follower saw more points of it."""
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute("SELECT metrics FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                db.execute("ROLLBACK")
+                return
+            seen = dict(
+                db.execute(
+                    "SELECT name, points FROM metric_previews WHERE job_id = ? AND rank = 0",
+                    (job_id,),
+                ).fetchall()
+            )
+            metrics = json.loads(row[0] or "null") or {}
+            for name, (value, count) in final.items():
+                if count >= seen.get(name, 0):
+                    metrics[name] = value
+            db.execute("UPDATE jobs SET metrics = ? WHERE id = ?", (json.dumps(metrics), job_id))
+            db.execute("COMMIT")
+        self._announce(job_id)
 
     def preview(
         self, job_id: str, name: str, rank: int
@@ -440,33 +466,37 @@ class JobStore:
     ) -> tuple[list[float], list[float], int]:
         """Metric ``name`` of ``rank`` for a chart: ``(x, y, points stored)``.
 
-        ``x`` is the step (the point's index where no step was reported). Past
+        ``x`` is the step (the rank's report count where no step was reported). Past
         ``max_points`` the points are thinned to each bucket's lowest and highest
         value, so spikes survive; the store keeps them all. The followers' preview
         answers when it is fine enough; else the history is read.
         """
-        from .tracking.envelope import thin  # stdlib-only, small
+        from .tracking.envelope import PREVIEW_BUCKETS, thin  # stdlib-only, small
 
         preview = self.preview(job_id, name, rank)
-        if preview is not None and (preview[2] <= len(preview[0]) or max_points <= len(preview[0])):
+        whole = preview is not None and preview[2] < PREVIEW_BUCKETS  # never thinned
+        if preview is not None and (whole or max_points <= len(preview[0])):
             xs, ys, count = preview
             if len(xs) > max_points:
                 points = thin(list(zip(xs, ys, strict=True)), max_points)
                 xs, ys = [p[0] for p in points], [p[1] for p in points]
             return xs, ys, count
-        where = "WHERE job_id = ? AND name = ? AND rank = ? AND value IS NOT NULL"
+        series = "WHERE job_id = ? AND name = ? AND rank = ?"
+        # finite values only: JSON has no nan or inf
+        where = f"{series} AND value BETWEEN -1.7976931348623157e308 AND 1.7976931348623157e308"
         key = (job_id, name, rank)
         with self._connect() as db:
-            total = db.execute(f"SELECT COUNT(*) FROM metric_points {where}", key).fetchone()[0]
+            total = db.execute(f"SELECT COUNT(*) FROM metric_points {series}", key).fetchone()[0]
+            shown = db.execute(f"SELECT COUNT(*) FROM metric_points {where}", key).fetchone()[0]
             ordered = (
-                "SELECT COALESCE(step, ROW_NUMBER() OVER w - 1) AS x, value, "
+                "SELECT COALESCE(step, seq) AS x, value, "
                 f"(ROW_NUMBER() OVER w - 1) / ? AS bucket FROM metric_points {where} "
                 "WINDOW w AS (ORDER BY time, seq)"
             )
-            if total <= max_points:
+            if shown <= max_points:
                 rows = db.execute(f"SELECT x, value FROM ({ordered})", (1, *key)).fetchall()
             else:
-                size = -(-total * 2 // max(2, max_points))
+                size = -(-shown * 2 // max(2, max_points))
                 rows = db.execute(
                     f"WITH p AS ({ordered}) "
                     "SELECT bucket, x, MIN(value) FROM p GROUP BY bucket UNION ALL "

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
+import subprocess
+import sys
 import time
 
 import pandas as pd
 import pytest
 
 from jupyter_training import tracking
+from jupyter_training.backends.local.files import JobFiles
 from jupyter_training.client import TrainingClient
 from jupyter_training.events import Event, output_events
 from jupyter_training.runtime import records, reporting
@@ -354,3 +358,134 @@ def test_log_params_refuses_values_that_are_not_plain_data(monkeypatch):
     monkeypatch.setattr(reporting, "_IN_JOB", [True])
     with pytest.raises(TypeError, match="log_params\\(\\): 'model' is a object, not plain data"):
         reporting.log_params(model=object())
+
+
+# -- what the review found ----------------------------------------------------------------
+
+
+class FlakyStore(JobStore):
+    """A store whose first ``fails`` point writes fail, as a database locked too long."""
+
+    fails = 1
+
+    def add_points(self, job_id, points):
+        if self.fails:
+            self.fails -= 1
+            raise sqlite3.OperationalError("database is locked")
+        super().add_points(job_id, points)
+
+
+def report_events(job_id, count, start=0, rank=0, value=lambda i: 1.0 / (i + 1)):
+    return [
+        Event("report", job_id, {"step": i, "metrics": {"loss": value(i)}, "seq": i}, rank, 9 + i)
+        for i in range(start, start + count)
+    ]
+
+
+def test_a_failed_write_keeps_its_points_and_the_history_stays_incomplete(settings, caplog):
+    store = FlakyStore(settings.store_path)
+    store.add(pending_record("lock", JobSpec(workers=1), "x"))
+    recorder = RunRecorder(store, "lock")
+    for event in report_events("lock", 10):
+        recorder.feed(event)
+    assert recorder.flush() is False  # refused: kept, one warning
+    assert "database is locked" in caplog.text
+    recorder.close(complete=True)
+    assert len(store.history("lock", "loss")) == 10
+    assert store.get("lock").history_done == 0  # a write failed on the way: not marked whole
+
+
+def test_a_follower_that_saw_less_never_overwrites_one_that_saw_more(settings):
+    store = JobStore(settings.store_path)
+    store.add(pending_record("two", JobSpec(workers=1), "x"))
+    full = RunRecorder(store, "two")
+    for event in report_events("two", 500):
+        full.feed(event)
+    full.close(complete=True)
+    partial = RunRecorder(store, "two")  # e.g. %train_attach interrupted halfway
+    for event in report_events("two", 30):
+        partial.feed(event)
+    partial.close(complete=False)
+    assert store.metric_names("two") == {"loss": {0: 500}}
+    assert store.get("two").metrics == {"loss": 1.0 / 500}
+    assert len(store.series("two", "loss", 0)[0]) == 500
+
+
+def test_inf_and_nan_never_reach_json(settings):
+    store = JobStore(settings.store_path)
+    store.add(pending_record("inf", JobSpec(workers=1), "x"))
+    recorder = RunRecorder(store, "inf")
+    values = [1.0, math.inf, 0.5, -math.inf, math.nan]
+    for event in report_events("inf", 5, value=lambda i: values[i]):
+        recorder.feed(event)
+    recorder.close(complete=True)
+    assert store.get("inf").metrics == {"loss": None}  # it ended on nan: no value
+    xs, ys, count = store.series("inf", "loss", 0)
+    assert (xs, ys, count) == ([0.0, 2.0], [1.0, 0.5], 5)
+    json.dumps(store.series("inf", "loss", 0, 2), allow_nan=False)
+    assert compare(store, ["inf"]).best is None
+
+
+def test_report_refuses_steps_no_column_holds_and_keeps_odd_values(monkeypatch):
+    with pytest.raises(ValueError, match="report\\(\\): step 9223372036854775808 is out of range"):
+        reporting.report(step=2**63, loss=1.0)
+    huge = [(1.0, 0, 1, None, {"loss": 10**400})]
+    with pytest.raises(OverflowError):
+        reporting.pack_points(huge)
+    sent = []
+    monkeypatch.setattr(reporting, "_IN_JOB", [True])
+    monkeypatch.setattr(reporting.records, "emit", lambda kind, **data: sent.append(data))
+    reporting.report(step=1, loss=10**400)
+    reporting.flush_reports()
+    assert sent[-1]["points"][0][4] == {"loss": 10**400}  # the plain list: nothing lost
+
+
+def test_a_forked_child_starts_with_its_own_empty_queue():
+    code = (
+        "import os\n"
+        "from jupyter_training.runtime import reporting\n"
+        "reporting._IN_JOB[0] = True\n"
+        "reporting.flushed_by_thread()\n"
+        "reporting._pending.append((1.0, 0, 0, None, {'loss': 1.0}))\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    ok = not reporting._pending and not reporting._FLUSHER[0]\n"
+        "    os._exit(0 if ok else 3)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "raise SystemExit(os.waitstatus_to_exitcode(status))\n"
+    )
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+def test_a_failure_tail_does_not_start_with_half_a_reports_record(tmp_path):
+    files = JobFiles(tmp_path / "job")
+    files.create()
+    files.rank_log(0).write_text("x" * 100_000 + "\nTraceback:\nValueError: bad\n")
+    tail, _ = files.rank_log_tail(0)
+    assert tail == ["Traceback:", "ValueError: bad"]
+
+
+@pytest.mark.parametrize("secret", ["pa\\ss-word-1", "pässwörd-12", '"quoted"secret'])
+def test_secrets_with_special_characters_stay_out_of_params(secret):
+    from jupyter_training.tracking.params import notebook_params
+
+    namespace = {"a": secret, "b": [1, {"k": f"x{secret}y"}], "c": "fine"}
+    assert notebook_params(namespace, ["a", "b", "c"], [secret]) == {"c": "fine"}
+
+
+@pytest.mark.parametrize(
+    ("text", "row", "expected"),
+    [
+        ("tags.on=true", {"tags.on": "true"}, True),
+        ("params.opt>true", {"params.opt": [1, 2]}, False),
+        ("created>2026-01-01", {"created": 1_800_000_000.0}, True),
+        ("created<2026-01-01", {"created": 1_800_000_000.0}, False),
+    ],
+)
+def test_where_compares_tags_bools_and_dates(text, row, expected):
+    assert parse_where(text)(row) is expected
+
+
+def test_where_refuses_a_created_that_is_no_date():
+    with pytest.raises(WhereError, match="created compares with a date"):
+        parse_where("created>yesterday")

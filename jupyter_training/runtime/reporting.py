@@ -56,6 +56,19 @@ _pending: deque[tuple[float, int, int | None, int | None, dict[str, float]]] = d
 _sequence = itertools.count()
 _flush_lock = threading.Lock()
 _last_flush = [0.0]
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (a data loader) starts with no queue, its own lock, and no flush
+    thread (threads do not survive fork): its reports are its own."""
+    global _flush_lock
+    _pending.clear()
+    _flush_lock = threading.Lock()
+    _FLUSHER[0] = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 #: Whether this process runs inside a job (read once; tests may reset it).
 _IN_JOB = ["JUPYTER_TRAINING_JOB_ID" in os.environ]
 #: Whether a flush thread sends the reports that wait (see :func:`flushed_by_thread`).
@@ -71,9 +84,9 @@ def report(step: int | None = None, total: int | None = None, **metrics: Any) ->
     prints are unaffected.
     """
     # The common case (ints and floats) costs a type check each: this runs in training loops.
-    if step is not None and type(step) is not int:
+    if step is not None and (type(step) is not int or not _MIN < step < _MAX):
         step = _whole("step", step)
-    if total is not None and type(total) is not int:
+    if total is not None and (type(total) is not int or not _MIN < total < _MAX):
         total = _whole("total", total)
     for value in metrics.values():
         if type(value) is not float and type(value) is not int:
@@ -108,7 +121,11 @@ def flush_reports(stale_only: bool = False) -> None:
         while _pending and len(points) < 10 * FLUSH_POINTS:
             points.append(_pending.popleft())
         if points:
-            records.emit("reports", rank=rank(), **pack_points(points))
+            try:
+                fields = pack_points(points)
+            except (OverflowError, TypeError, ValueError):  # a value no column holds
+                fields = {"points": points}
+            records.emit("reports", rank=rank(), **fields)
 
 
 def pack_points(points: list[tuple[float, int, int | None, int | None, dict[str, float]]]):
@@ -148,8 +165,9 @@ def unpack_points(data: Mapping[str, Any]):
     ]
 
 
-#: Stands for "not given" in a packed step or total column.
+#: Stands for "not given" in a packed step or total column; steps lie strictly between.
 _NONE = -(2**63)
+_MIN, _MAX = _NONE, 2**63
 
 
 def _pack(code: str, values: Any) -> str:
@@ -242,9 +260,12 @@ def _whole(name: str, value: Any) -> int | None:
     if isinstance(value, bool):
         raise TypeError(f"report(): {name} must be a whole number, got {value!r}")
     try:
-        return operator.index(value)
+        number = operator.index(value)
     except TypeError:
         raise TypeError(f"report(): {name} must be a whole number, got {value!r}") from None
+    if not _MIN < number < _MAX:
+        raise ValueError(f"report(): {name} {number} is out of range (a 64-bit integer)")
+    return number
 
 
 def _number(name: str, value: Any) -> float:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -80,7 +81,10 @@ class JobMonitor:
     def job_json(self, record: JobRecord) -> dict[str, Any]:
         """A job as the REST API and the WebSocket show it (with live metrics)."""
         data = record.summary()
-        data["metrics"] = self.metrics.get(record.id) or record.metrics
+        metrics = self.metrics.get(record.id) or record.metrics
+        if metrics:  # JSON has no nan or inf: a run that ended on one shows null
+            metrics = {k: v if _finite(v) else None for k, v in metrics.items()}
+        data["metrics"] = metrics
         return data
 
     # -- the change feed -----------------------------------------------------------------------
@@ -216,10 +220,17 @@ class JobMonitor:
             send({"type": "error", "job_id": job_id, "message": str(err)})
 
 
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
 def _event_message(job_id: str, event: Event) -> dict[str, Any]:
     data = event.to_dict()
     if event.kind == "result":  # results are pickles for the kernel, not for the browser
         data["data"] = {"name": event.data.get("name"), "error": event.data.get("error")}
+    elif event.kind == "report" and not all(map(_finite, event.data.get("metrics", {}).values())):
+        metrics = {k: v if _finite(v) else None for k, v in event.data["metrics"].items()}
+        data["data"] = {**event.data, "metrics": metrics}
     return {"type": "event", "job_id": job_id, "event": data}
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 Point = tuple[float, float]
+#: Buckets of the followers' chart previews; a series shorter than this is kept whole.
+PREVIEW_BUCKETS = 1000
 
 
 class Envelope:

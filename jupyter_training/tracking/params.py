@@ -9,7 +9,6 @@ nothing here, and ``--env`` values are left out too.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -55,9 +54,22 @@ def notebook_params(
         if name.startswith("_") or name not in namespace or _SECRET_NAME.search(name):
             continue
         ok, value = plain_value(namespace[name])
-        if ok and not any(secret in json.dumps(value) for secret in hidden):
+        if ok and not any(secret in text for text in _strings(value) for secret in hidden):
             params[name] = value
     return params
+
+
+def _strings(value: Any) -> Iterable[str]:
+    """Every string in a plain value (dict keys too)."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from _strings(item)
 
 
 def cell_hash(cell: str) -> str:

@@ -346,15 +346,17 @@ def run(ref: str, *, store: JobStore | None = None) -> Run:
 
 
 def backfill(store: JobStore, record: JobRecord) -> None:
-    """Store the history of a finished local job from its files (nobody followed it live)."""
+    """Store the history of a finished local job from its files (nobody followed it live),
+    and log it to MLflow when a tracking URI is configured."""
     from ..backends.local.files import JobFiles
+    from ..settings import load_settings
     from .recorder import RunRecorder
 
     files = JobFiles(store.path.parent / "jobs" / record.id)
     if not files.root.is_dir():
         store.update(record.id, history_done=1)
         return
-    recorder = RunRecorder(store, record.id)
+    recorder = RunRecorder(store, record.id, mlflow_uri=load_settings().mlflow_uri)
     for event in files.follow(record.id, record.world_size, follow=False):
         recorder.feed(event)
     recorder.close(complete=True)

@@ -52,11 +52,12 @@ def parse_where(text: str, flag: str = "--where") -> Callable[[Row], bool]:
                 f"cannot read {part.strip()!r}: write COLUMN OP VALUE joined by 'and', e.g. "
                 '"params.lr>0.01 and metrics.loss<0.5" (OP is one of = != < <= > >=)',
             )
-        value = match["value"]
+        value, column = match["value"], match["column"]
         quoted = value[0] in "\"'"
-        conditions.append(
-            (match["column"], _OPERATORS[match["op"]], value[1:-1] if quoted else _number(value))
-        )
+        expected = value[1:-1] if quoted else _number(value)
+        if column in _TIME_COLUMNS and isinstance(expected, str):
+            expected = _epoch(flag, column, expected)
+        conditions.append((column, _OPERATORS[match["op"]], expected))
 
     def matches(row: Row) -> bool:
         return all(_compare(row.get(column), test, value) for column, test, value in conditions)
@@ -104,9 +105,33 @@ def _number(text: str) -> Any:
         return {"true": True, "false": False, "none": None}.get(text.lower(), text)
 
 
+_TIME_COLUMNS = ("created",)
+
+
+def _epoch(flag: str, column: str, text: str) -> float:
+    import datetime
+
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise WhereError(
+            flag, f"{column} compares with a date or time, e.g. {column}>2026-12-01T09:30"
+        ) from None
+    return (moment if moment.tzinfo else moment.astimezone()).timestamp()
+
+
 def _compare(actual: Any, test: Callable[[Any, Any], bool], expected: Any) -> bool:
+    try:
+        return _compared(actual, test, expected)
+    except TypeError:  # e.g. a bool against a list: no order between them, no match
+        return False
+
+
+def _compared(actual: Any, test: Callable[[Any, Any], bool], expected: Any) -> bool:
     if actual is None:
         return expected is None and test is operator.eq
+    if isinstance(expected, bool) and isinstance(actual, str):  # tags are text: true = "true"
+        return test(actual.lower(), str(expected).lower())
     numeric = isinstance(expected, int | float) and not isinstance(expected, bool)
     if numeric and isinstance(actual, str):
         try:

@@ -82,10 +82,13 @@ class JobFiles:
         """The last ``lines`` output lines of ``rank`` and its last ``error`` record."""
         try:
             with open(self.rank_log(rank), "rb") as log:
-                log.seek(max(0, log.seek(0, os.SEEK_END) - TAIL_BYTES))
+                start = max(0, log.seek(0, os.SEEK_END) - TAIL_BYTES)
+                log.seek(start)
                 text = log.read().decode("utf-8", "replace")
         except OSError:
             return [], None
+        if start > 0:  # the first line is cut (often the end of a long reports record)
+            text = text.partition("\n")[2]
         plain, error = [], None
         for line in text.split("\n"):  # not splitlines(): records start with \x1e
             body, record = records.split(line)
