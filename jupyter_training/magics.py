@@ -44,7 +44,7 @@ from .views import (
     make_view,
     widgets_available,
 )
-from .views.compare import compare_html, compare_text
+from .views.compare import CompareWidget, compare_text
 
 _OUTPUT_CACHE_NAME = re.compile(r"^_+$|^_i+$|^_i?\d+$|^_(ih|oh|dh)$")
 
@@ -428,10 +428,10 @@ class TrainingMagics(Magics):
             raise UsageError(str(err)) from None
         from IPython.display import display
 
-        bundle = {"text/plain": compare_text(comparison)}
         if widgets_available():
-            bundle["text/html"] = compare_html(comparison)
-        display(bundle, raw=True)
+            display(CompareWidget(comparison))
+        else:
+            display({"text/plain": compare_text(comparison)}, raw=True)
 
     @magic_arguments()
     @job_id_arg

@@ -77,14 +77,15 @@ def test_quickstart_xgboost(tmp_path):
 
 
 def test_quickstart_compare(tmp_path):
-    notebook, out, _ = execute("quickstart_compare.ipynb", tmp_path)
+    notebook, out, states = execute("quickstart_compare.ipynb", tmp_path)
     cells = {c.source.splitlines()[0]: c for c in notebook.cells if c.cell_type == "code"}
     table = next(c for s, c in cells.items() if s.startswith("table = jt.runs"))
     shown = table.outputs[0]["data"]["text/plain"]
     names = re.findall(r"lr-0-\d+", shown)
     assert names == ["lr-0-1", "lr-0-01", "lr-0-001"]  # ranked by final loss
     compare = next(c for s, c in cells.items() if s.startswith("%train_compare"))
-    page = compare.outputs[0]["data"]["text/html"]
+    assert WIDGET_VIEW in compare.outputs[0]["data"]  # the compare widget
+    page = next(s["state"]["value"] for s in states if "jt-compare-view" in str(s["state"]))
     assert page.count("<polyline") == 3 and "&#9733; best" in page and "jt-differs" in page
     assert "best by loss:min: lr-0-1" in compare.outputs[0]["data"]["text/plain"]
     assert "lr-0-1 400 points from ranks [0, 1]" in out

@@ -215,6 +215,21 @@ def test_compare_views(client, three_lr_runs):
     assert page.count("class='jt-param jt-differs'") == 1
 
 
+def test_compare_widget_picks_the_objective_and_hides_equal_params(client, three_lr_runs):
+    from jupyter_training.views.compare import CompareWidget
+
+    view = CompareWidget(compare(client.store, list(three_lr_runs.values())))
+    assert "&#9733; best" in view.page.value and view.comparison.best == three_lr_runs[0.1]
+    view.mode.value = "max"
+    assert view.comparison.best == three_lr_runs[0.001]
+    view.metric.value, view.mode.value = "acc", "max"
+    assert view.comparison.objective == Objective("acc", "max")
+    assert view.page.value.count("class='jt-param") == 7  # lr, batch and the five flags
+    view.only_differing.value = True
+    assert view.page.value.count("class='jt-param") == 1
+    assert "best by acc:max" in view._repr_mimebundle_()["text/plain"]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

@@ -144,7 +144,7 @@ def compare(
         differing=differing,
         metrics=metrics,
         objective=chosen,
-        best=_best(records, chosen),
+        best=best_run(records, chosen),
         curves=curves,
     )
 
@@ -166,7 +166,8 @@ def _objective(objective: str | Objective | None, metrics: list[str]) -> Objecti
     return chosen
 
 
-def _best(records: list[JobRecord], objective: Objective | None) -> str | None:
+def best_run(records: list[JobRecord], objective: Objective | None) -> str | None:
+    """The id of the run with the best final value of the objective (None: no run has one)."""
     if objective is None:
         return None
     scored = [

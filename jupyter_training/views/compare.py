@@ -1,12 +1,14 @@
 """``%train_compare``'s view: params and final metrics side by side, curves overlaid.
 
 HTML (a table with the differing params highlighted and the best run marked,
-then one SVG chart per metric with a line per run) where a frontend renders
-it, and the same table as text everywhere else.
+then one SVG chart per metric with a line per run) inside a small ipywidgets
+view (objective and mode pickers, "only params that differ") where widgets
+render, and the same table as text everywhere else.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from typing import Any
 
@@ -53,7 +55,7 @@ def compare_html(comparison: Comparison, *, width: int = 340, height: int = 140)
         + "</th>"
         for r in runs
     )
-    body = [_html_row("phase", [r.phase for r in runs], False)]
+    body = [_html_row("phase", [r.phase for r in runs], False, kind="run")]
     for param in comparison.params:
         values = [_show(comparison.value(r, param)) for r in runs]
         body.append(_html_row(param, values, param in comparison.differing))
@@ -62,7 +64,7 @@ def compare_html(comparison: Comparison, *, width: int = 340, height: int = 140)
         label = metric
         if comparison.objective and comparison.objective.metric == metric:
             label += f" ({comparison.objective.mode})"
-        body.append(_html_row(label, values, False, metric=True))
+        body.append(_html_row(label, values, False, kind="metric"))
     table = (
         "<table class='jt-compare'><thead><tr><th></th>"
         + head
@@ -92,11 +94,10 @@ def compare_html(comparison: Comparison, *, width: int = 340, height: int = 140)
     )
 
 
-def _html_row(label: str, values: list[str], differs: bool, metric: bool = False) -> str:
+def _html_row(label: str, values: list[str], differs: bool, kind: str = "param") -> str:
     style = f"background:{HIGHLIGHT};" if differs else ""
     weight = "font-weight:bold;" if differs else ""
     cells = "".join(f"<td style='text-align:left;{style}'>{html.escape(v)}</td>" for v in values)
-    kind = "metric" if metric else "param"
     return (
         f"<tr class='jt-{kind}{' jt-differs' if differs else ''}'>"
         f"<td style='text-align:left;{style}{weight}'>{html.escape(label)}</td>{cells}</tr>"
@@ -113,3 +114,53 @@ def _show(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value)
+
+
+class CompareWidget:
+    """``%train_compare`` as an ipywidgets view: pick the objective metric and its mode,
+    or show only the params that differ, and the table and charts redraw."""
+
+    def __init__(self, comparison: Comparison) -> None:
+        import ipywidgets as w
+
+        self.comparison = comparison
+        objective = comparison.objective
+        self.metric = w.Dropdown(
+            options=comparison.metrics or ["-"],
+            value=objective.metric if objective else None,
+            description="Best by",
+            layout=w.Layout(width="220px"),
+        )
+        self.mode = w.ToggleButtons(
+            options=[("lowest", "min"), ("highest", "max")],
+            value=objective.mode if objective else "min",
+            style={"button_width": "70px"},
+        )
+        self.only_differing = w.Checkbox(value=False, description="only params that differ")
+        self.page = w.HTML()
+        for control in (self.metric, self.mode, self.only_differing):
+            control.observe(self._changed, names="value")
+        controls = w.HBox([self.metric, self.mode, self.only_differing])
+        self.widget = w.VBox([controls, self.page])
+        self.draw()
+
+    def _changed(self, _change: Any) -> None:
+        from ..tracking.compare import Objective, best_run
+
+        if self.comparison.metrics:
+            objective = Objective(self.metric.value, self.mode.value)
+            self.comparison.objective = objective
+            self.comparison.best = best_run(self.comparison.runs, objective)
+        self.draw()
+
+    def draw(self) -> None:
+        shown = self.comparison
+        if self.only_differing.value:
+            shown = dataclasses.replace(shown, params=list(shown.differing))
+        self.page.value = compare_html(shown)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, dict):
+            bundle["text/plain"] = compare_text(self.comparison)
+        return bundle
