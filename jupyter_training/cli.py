@@ -12,6 +12,7 @@ from .client import TrainingClient
 from .events import PHASES
 from .store import JobNotFound
 from .tracking.compare import compare
+from .tracking.where import FILTER_FLAGS, filter_values
 from .views.compare import compare_text
 from .views.text import UNLIMITED, TextJobView, format_job_table
 
@@ -26,16 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="Print JSON job records.")
     listing.add_argument("-n", "--limit", type=int, default=50, help="At most N jobs (50).")
     listing.add_argument("--phase", choices=PHASES, help="Only jobs in this phase.")
-    listing.add_argument("--name", help="Only jobs with this name (a glob: 'lr-*').")
-    listing.add_argument("--notebook", help="Only jobs of this notebook (a glob).")
-    listing.add_argument("--tag", help="Only jobs with this tag (KEY=VALUE or KEY).")
-    listing.add_argument(
-        "--where", help="Conditions such as 'params.lr>0.01 and metrics.loss<0.5'."
-    )
-    listing.add_argument(
-        "--sort",
-        help="Order by a column, '-' first for descending: metrics.loss, --sort=-params.lr.",
-    )
+    for flag, text in FILTER_FLAGS:
+        listing.add_argument(flag, help=text)
 
     compare = commands.add_parser(
         "compare", help="Compare runs: params (differences marked), final metrics, the best."
@@ -65,15 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     client = TrainingClient()
     try:
         if args.command == "list":
-            records = client.find(
-                limit=args.limit,
-                phase=args.phase,
-                name=args.name,
-                notebook=args.notebook,
-                tag=args.tag,
-                where=args.where,
-                sort=args.sort,
-            )
+            records = client.find(limit=args.limit, phase=args.phase, **filter_values(args))
             if args.json:
                 print(json.dumps([r.summary() for r in records], indent=2))
             else:

@@ -33,7 +33,7 @@ from .spec import (
 )
 from .store import JobNotFound, JobRecord
 from .tracking.compare import compare
-from .tracking.where import WhereError
+from .tracking.where import FILTER_FLAGS, WhereError, filter_values
 from .views import (
     UNLIMITED,
     Follower,
@@ -212,6 +212,13 @@ def run_args(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
+def filter_args(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The run filters (``--name``, ``--where``, ``--sort``, ...) shared with the CLI."""
+    for flag, text in reversed(FILTER_FLAGS):
+        func = argument(flag, default=None, help=text)(func)
+    return func
+
+
 def job_id_arg(func: Callable[..., Any]) -> Callable[..., Any]:
     return argument("job_id", help="Job id (or a unique prefix of it).")(func)
 
@@ -365,19 +372,7 @@ class TrainingMagics(Magics):
     @magic_arguments()
     @argument("-n", "--limit", type=int, default=20, help="How many jobs to show (default: 20).")
     @argument("--phase", default=None, help="Only jobs in this phase (e.g. Succeeded).")
-    @argument("--name", default=None, help="Only jobs with this name (a glob: 'lr-*').")
-    @argument("--notebook", default=None, help="Only jobs of this notebook (a glob).")
-    @argument("--tag", default=None, help="Only jobs with this tag (KEY=VALUE or KEY).")
-    @argument(
-        "--where",
-        default=None,
-        help="Conditions such as 'params.lr>0.01 and metrics.loss<0.5' (quote them).",
-    )
-    @argument(
-        "--sort",
-        default=None,
-        help="Order by a column, '-' first for descending: metrics.loss, -params.lr.",
-    )
+    @filter_args
     @line_magic
     def train_jobs(self, line: str) -> None:
         """List recent training jobs, newest first (or filtered and sorted)."""
@@ -388,13 +383,7 @@ class TrainingMagics(Magics):
             )
         try:
             records = self.client.find(
-                limit=args.limit,
-                phase=args.phase,
-                name=_unquote(args.name),
-                notebook=_unquote(args.notebook),
-                tag=_unquote(args.tag),
-                where=_unquote(args.where),
-                sort=_unquote(args.sort),
+                limit=args.limit, phase=args.phase, **filter_values(args, _unquote)
             )
         except WhereError as err:
             raise UsageError(str(err)) from None

@@ -32,6 +32,20 @@ _AND = re.compile(r"\s+and\s+|\s*&&\s*", re.IGNORECASE)
 
 Row = Mapping[str, Any]
 
+#: The run filters ``%train_jobs`` and ``jupyter training list`` share: (flag, help).
+FILTER_FLAGS = (
+    ("--name", "Only jobs with this name (a glob: 'lr-*')."),
+    ("--notebook", "Only jobs of this notebook (a glob)."),
+    ("--tag", "Only jobs with this tag (KEY=VALUE or KEY)."),
+    ("--where", "Conditions such as 'params.lr>0.01 and metrics.loss<0.5' (quote them)."),
+    ("--sort", "Order by a column, '-' first for descending: metrics.loss, --sort=-params.lr."),
+)
+
+
+def filter_values(args: Any, clean: Callable[[Any], Any] = lambda value: value) -> dict[str, Any]:
+    """The :data:`FILTER_FLAGS` values of parsed ``args`` (each through ``clean``), by name."""
+    return {flag[2:]: clean(getattr(args, flag[2:])) for flag, _ in FILTER_FLAGS}
+
 
 class WhereError(ValueError):
     """A ``--where`` or ``--sort`` that does not parse; the message names the flag."""
