@@ -222,11 +222,18 @@ class JobStore:
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")  # persistent: set once per database file
-            db.executescript(_SCHEMA)
-            present = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
-            for column, kind in _ADDED_COLUMNS.items():
-                if column not in present:
-                    db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
+            # One writer at a time creates and migrates the schema: two kernels opening a
+            # new store at once would otherwise both add the same column.
+            db.executescript("BEGIN IMMEDIATE;\n" + _SCHEMA)
+            try:
+                present = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+                for column, kind in _ADDED_COLUMNS.items():
+                    if column not in present:
+                        db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:

@@ -79,3 +79,26 @@ def test_concurrent_writers_record_every_job(tmp_path):
         process.join(60)
         assert process.exitcode == 0
     assert len(JobStore(path).list(limit=1000)) == 100
+
+
+def _open_when_released(path, gate):
+    gate.wait(30)
+    JobStore(path)
+
+
+def test_processes_opening_a_new_store_at_once_all_succeed(tmp_path):
+    # Two kernels (or a kernel and the server) creating the same new store used to race on
+    # the schema migration and one failed with "duplicate column name".
+    for attempt in range(6):
+        path = tmp_path / f"jobs{attempt}.db"
+        gate = multiprocessing.Event()
+        openers = [
+            multiprocessing.Process(target=_open_when_released, args=(path, gate)) for _ in range(4)
+        ]
+        for process in openers:
+            process.start()
+        gate.set()
+        for process in openers:
+            process.join(60)
+        assert [process.exitcode for process in openers] == [0, 0, 0, 0]
+    assert JobStore(path).list() == []
