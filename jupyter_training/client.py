@@ -60,11 +60,41 @@ class TrainingClient:
         """
         job_id = new_job_id()
         workdir = workdir or os.getcwd()
-        self.check_limits(spec)
         try:
+            self.check_limits(spec)
+            payload = self._capture(spec, cell, namespace, hidden, history, workdir)
+        except (CaptureError, SpecError, OSError) as err:
+            self._record_failed_submission(job_id, spec, cell, notebook, workdir, err)
+            raise
+        return self.submit_payload(
+            spec,
+            payload,
+            cell,
+            params=self.notebook_params(spec, payload, namespace),
+            notebook=notebook,
+            workdir=workdir,
+            job_id=job_id,
+        )
+
+    def submit_payload(
+        self,
+        spec: JobSpec,
+        payload: Payload,
+        cell: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        notebook: str | None = None,
+        workdir: str | None = None,
+        job_id: str | None = None,
+    ) -> JobRecord:
+        """Start an already captured ``payload`` (a sweep's trials share one capture);
+        ``params`` are the notebook values it carries, recorded with the run."""
+        job_id = job_id or new_job_id()
+        workdir = workdir or os.getcwd()
+        try:
+            self.check_limits(spec)
             backend = self.backend(spec.backend)
             secrets = secret_values(spec, os.environ)
-            payload = self._capture(spec, cell, namespace, hidden, history, workdir)
             record = backend.submit(
                 spec,
                 payload,
@@ -74,21 +104,43 @@ class TrainingClient:
                 job_id=job_id,
                 secrets=secrets,
             )
-        except (CaptureError, SubmitError, SpecError, OSError) as err:
+        except (SubmitError, SpecError, OSError) as err:
             self._record_failed_submission(job_id, spec, cell, notebook, workdir, err)
             raise
         except KeyboardInterrupt:  # interrupted mid-launch: do not leave a job running
             with contextlib.suppress(Exception):
                 self.cancel(job_id)
             raise
-        values = notebook_params(
-            namespace or {}, [v.name for v in payload.values], secrets.values()
-        )
+        values = dict(params or {})
         flags = record.params or {}
         # Notebook values win over flags; a quick cell's log_params() may have landed: it wins.
         self.store.merge(record.id, "params", values, keep_existing=True, override=flags)
         record.params = {**flags, **values}
         return record
+
+    def capture(
+        self,
+        spec: JobSpec,
+        cell: str,
+        namespace: Mapping[str, Any] | None = None,
+        *,
+        hidden: Iterable[str] = (),
+        history: Iterable[str] = (),
+        workdir: str | None = None,
+    ) -> Payload:
+        """The payload ``cell`` would ship (raises :class:`CaptureError`); nothing starts."""
+        self.check_limits(spec)
+        return self._capture(spec, cell, namespace, hidden, history, workdir or os.getcwd())
+
+    def notebook_params(
+        self, spec: JobSpec, payload: Payload, namespace: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        """The plain notebook values ``payload`` carries, recorded as the run's params."""
+        try:
+            secrets = secret_values(spec, os.environ)
+        except SpecError:
+            secrets = {}
+        return notebook_params(namespace or {}, [v.name for v in payload.values], secrets.values())
 
     def dry_run(
         self,

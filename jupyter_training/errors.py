@@ -7,7 +7,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from .store import JobRecord
+from .store import JobRecord, SweepRecord
 
 
 class JobFailedError(RuntimeError):
@@ -66,6 +66,17 @@ class JobCancelledError(RuntimeError):
     def __init__(self, record: JobRecord) -> None:
         self.record = record
         super().__init__(f"job {record.id} ({record.name}) was cancelled")
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self}"]
+
+
+class SweepFailedError(RuntimeError):
+    """A sweep ended without running its trials (too many failures, cancelled, refused)."""
+
+    def __init__(self, sweep: SweepRecord) -> None:
+        self.sweep = sweep
+        super().__init__(f"sweep {sweep.id} ({sweep.name}) {sweep.phase}: {sweep.message}")
 
     def _render_traceback_(self) -> list[str]:
         return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self}"]

@@ -17,8 +17,12 @@ from .runtime import node, records, reporting
 
 PENDING, RUNNING, RESTARTING = "Pending", "Running", "Restarting"
 SUCCEEDED, FAILED, CANCELLED = "Succeeded", "Failed", "Cancelled"
-PHASES = (PENDING, RUNNING, RESTARTING, SUCCEEDED, FAILED, CANCELLED)
-TERMINAL_PHASES = frozenset({SUCCEEDED, FAILED, CANCELLED})
+#: A sweep trial its pruner stopped early: neither a failure nor a user's cancel.
+PRUNED = "Pruned"
+PHASES = (PENDING, RUNNING, RESTARTING, SUCCEEDED, FAILED, CANCELLED, PRUNED)
+TERMINAL_PHASES = frozenset({SUCCEEDED, FAILED, CANCELLED, PRUNED})
+#: The phases a stop can end a job in (``Backend.cancel``), with the default message.
+STOP_PHASES = {CANCELLED: "cancelled by user", PRUNED: "pruned by the sweep"}
 
 #: Event kinds, in the order a job usually produces them.
 KINDS = ("phase", "worker", "log", "params", "context", "error", "report", "result")

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from . import frameworks
@@ -219,6 +219,60 @@ def filter_args(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+def sweep_args(func: Callable[..., Any]) -> Callable[..., Any]:
+    """What a sweep searches and how (``%%train_sweep``)."""
+    decorators = [
+        argument(
+            "--param",
+            action="append",
+            default=[],
+            metavar="NAME=DIST",
+            help="A searched notebook name (repeatable): NAME=uniform(a,b), loguniform(a,b), "
+            "int(a,b[,step]) or choice(v1,v2,...).",
+        ),
+        argument("--trials", type=int, default=10, help="How many trials (default: 10)."),
+        argument("--parallel", type=int, default=1, help="Trial jobs at once (default: 1)."),
+        argument(
+            "--objective",
+            default="loss:min",
+            metavar="METRIC:min|max",
+            help="The reported metric to optimize (default: loss:min).",
+        ),
+        argument(
+            "--objective-mode",
+            choices=("last", "best"),
+            default="last",
+            help="A trial's objective: its last reported value or its best (default: last).",
+        ),
+        argument(
+            "--sampler",
+            default="tpe",
+            help="Optuna sampler: tpe, random or grid (default: tpe).",
+        ),
+        argument(
+            "--prune",
+            default="none",
+            help="Stop hopeless trials early: median, asha or none (default: none).",
+        ),
+        argument(
+            "--max-failures",
+            type=int,
+            default=None,
+            help="Stop the sweep after N failed trials (default: half of --trials).",
+        ),
+        argument("--seed", type=int, default=None, help="Seed of the sampler."),
+        argument(
+            "--resume",
+            default=None,
+            metavar="SWEEP_ID",
+            help="Continue a stopped sweep (its recorded cell and flags).",
+        ),
+    ]
+    for decorate in reversed(decorators):
+        func = decorate(func)
+    return func
+
+
 def job_id_arg(func: Callable[..., Any]) -> Callable[..., Any]:
     return argument("job_id", help="Job id (or a unique prefix of it).")(func)
 
@@ -276,37 +330,143 @@ class TrainingMagics(Magics):
             return
         self._wait(record, args.progress)
 
+    @magic_arguments()
+    @sweep_args
+    @spec_args
+    @cluster_args
+    @output_args
+    @line_cell_magic
+    def train_sweep(self, line: str, cell: str | None = None) -> dict[str, Any] | None:
+        """Search hyperparameters with Optuna; every trial runs the cell as a distributed job.
+
+        The trial's values are notebook names the cell reads (they shadow the
+        notebook's own); the best trial's values come back as the cell's value.
+        """
+        from .sweeps.launch import check_resumable, create_sweep, record_refused_sweep
+        from .sweeps.options import SweepSpec, parse_objective
+        from .sweeps.space import parse_params
+
+        args = parse_argstring(self.train_sweep, line)
+        if args.resume:
+            try:
+                sweep = self.client.store.get_sweep(args.resume)
+                check_resumable(sweep)
+            except (JobNotFound, SpecError) as err:
+                raise UsageError(str(err)) from None
+            return self._run_sweep(sweep, args.progress)
+        if not (cell or "").strip():
+            raise UsageError("%%train_sweep needs a cell to run (or --resume SWEEP_ID)")
+        notebook = _notebook_path(self.shell)
+        try:
+            metric, direction = parse_objective(_unquote(args.objective))
+            spec = SweepSpec(
+                params=tuple(parse_params([_unquote(p) or "" for p in args.param])),
+                job=self._job_spec(args),
+                metric=metric,
+                direction=direction,
+                trials=args.trials,
+                parallel=args.parallel,
+                objective_mode=args.objective_mode,
+                sampler=args.sampler,
+                prune=args.prune,
+                max_failures=args.max_failures,
+                seed=args.seed,
+            )
+            self.client.check_limits(spec.job)
+        except SpecError as err:
+            record_refused_sweep(
+                self.client, None, args.name, cell or "", notebook, {"flags": line}, err
+            )
+            raise UsageError(str(err)) from None
+        try:
+            sweep = create_sweep(
+                self.client,
+                spec,
+                cell or "",
+                self.shell.user_ns,
+                hidden=self._hidden_names(),
+                history=self._history(),
+                notebook=notebook,
+            )
+        except (CaptureError, SpecError) as err:
+            raise UsageError(str(err)) from None
+        return self._run_sweep(sweep, args.progress)
+
+    def _run_sweep(self, sweep: Any, progress: str) -> dict[str, Any] | None:
+        from .errors import SweepFailedError
+        from .sweeps.driver import SweepDriver
+        from .views.follow import ui_poller
+        from .views.sweep import SweepWidgetView, make_sweep_view
+
+        view = make_sweep_view(progress)
+        with ui_poller(isinstance(view, SweepWidgetView)) as poll_ui:
+            driver = SweepDriver(self.client, sweep, view, on_state=lambda _: poll_ui())
+            try:
+                state = driver.run()
+            except KeyboardInterrupt:
+                print(f"[{sweep.name}] interrupted: every running trial was cancelled", flush=True)
+                raise
+            finally:
+                view.close()
+        best = state.best
+        if state.phase != SUCCEEDED and best is None:
+            raise SweepFailedError(state.sweep)
+        if best is None:
+            print(f"[{sweep.name}] no trial succeeded")
+            return None
+        print(
+            f"[{sweep.name}] best: trial {best.number} ({best.job_id}) "
+            f"{state.spec.metric}={best.value:.6g} with {best.params}"
+        )
+        if state.spec.job.out and best.job_id:
+            self._bring_home_from(best.job_id, list(state.spec.job.out))
+        if state.phase != SUCCEEDED:
+            raise SweepFailedError(state.sweep)
+        return dict(best.params)
+
+    def _bring_home_from(self, job_id: str, names: list[str]) -> None:
+        """``--out`` values of a finished job (the best trial) into the notebook."""
+        record = self.client.get(job_id)
+        follower = Follower(self.client, job_id, TextJobView(record))
+        for event in self.client.events(job_id, follow=False):
+            follower.results.feed(event)
+        self._bring_home(record, follower, names)
+
     def _build_spec(self, args: Any) -> JobSpec:
         try:
-            return JobSpec(
-                framework=args.framework,
-                workers=args.workers,
-                gpus=args.gpus,
-                nproc_per_worker=args.nproc_per_worker,
-                backend=args.backend or self.client.settings.backend,
-                name=args.name,
-                env=parse_env_assignments(args.env),
-                secret_env=parse_secret_env(args.secret_env),
-                max_restarts=args.max_restarts,
-                timeout=args.timeout,
-                files=args.files,
-                cpu=args.cpu,
-                memory=args.memory,
-                image=args.image,
-                namespace=args.namespace,
-                context=args.context,
-                api=args.api or self.client.settings.api,
-                runtime=args.runtime,
-                node_selector=parse_assignments("--node-selector", args.node_selector),
-                pip=args.pip,
-                queue=args.queue,
-                volumes=args.volume,
-                out=_names(args.out),
-                tags=parse_assignments("--tag", [_unquote(t) or "" for t in args.tag]),
-                experiment=_unquote(args.experiment),
-            )
+            return self._job_spec(args)
         except SpecError as err:
             raise UsageError(str(err)) from None
+
+    def _job_spec(self, args: Any) -> JobSpec:
+        """The job the flags describe (raises ``SpecError``)."""
+        return JobSpec(
+            framework=args.framework,
+            workers=args.workers,
+            gpus=args.gpus,
+            nproc_per_worker=args.nproc_per_worker,
+            backend=args.backend or self.client.settings.backend,
+            name=args.name,
+            env=parse_env_assignments(args.env),
+            secret_env=parse_secret_env(args.secret_env),
+            max_restarts=args.max_restarts,
+            timeout=args.timeout,
+            files=args.files,
+            cpu=args.cpu,
+            memory=args.memory,
+            image=args.image,
+            namespace=args.namespace,
+            context=args.context,
+            api=args.api or self.client.settings.api,
+            runtime=args.runtime,
+            node_selector=parse_assignments("--node-selector", args.node_selector),
+            pip=args.pip,
+            queue=args.queue,
+            volumes=args.volume,
+            out=_names(args.out),
+            tags=parse_assignments("--tag", [_unquote(t) or "" for t in args.tag]),
+            experiment=_unquote(args.experiment),
+        )
 
     def _wait(self, record: JobRecord, progress: str, out: list[str] | None = None) -> None:
         """Show the job live until it ends; bring results home or raise its failure."""

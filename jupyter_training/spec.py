@@ -199,6 +199,8 @@ class JobSpec:
     experiment: str | None = None
     #: ``--tag key=value``: labels kept with the run (and sent to MLflow).
     tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: The sweep this job is a trial of (set by ``%%train_sweep``, not a flag).
+    sweep: str | None = None
     kubernetes: KubernetesOptions = dataclasses.field(default_factory=KubernetesOptions)
 
     def __init__(
@@ -217,6 +219,7 @@ class JobSpec:
         out: tuple[str, ...] | list[str] = (),
         experiment: str | None = None,
         tags: Mapping[str, str] | None = None,
+        sweep: str | None = None,
         kubernetes: KubernetesOptions | Mapping[str, Any] | None = None,
         **kubernetes_settings: Any,
     ) -> None:
@@ -248,6 +251,7 @@ class JobSpec:
             "out": out,
             "experiment": experiment,
             "tags": {} if tags is None else tags,
+            "sweep": sweep,
             "kubernetes": kubernetes,
         }
         for key, value in values.items():
@@ -291,6 +295,10 @@ class JobSpec:
             if not isinstance(path, str) or not path or "\x00" in path:
                 raise SpecError("--files", f"{path!r} is not a file path")
         _check_tags(self.tags)
+        if self.sweep is not None and not (
+            isinstance(self.sweep, str) and _DNS1123_LABEL.match(self.sweep)
+        ):
+            raise SpecError("sweep", f"{self.sweep!r} is not a sweep id")
         if self.experiment is not None and (
             not isinstance(self.experiment, str)
             or not self.experiment.strip()

@@ -83,6 +83,24 @@ CREATE TABLE IF NOT EXISTS exports (
     done INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (job_id, target)
 );
+-- A sweep (sweeps/): its options and cell, who drives it, and each trial's outcome;
+-- its trials are ordinary jobs whose sweep column holds the sweep's id.
+CREATE TABLE IF NOT EXISTS sweeps (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    cell TEXT NOT NULL,
+    notebook TEXT,
+    message TEXT NOT NULL DEFAULT '',
+    trials TEXT NOT NULL DEFAULT '{}',
+    best TEXT,
+    driver_pid INTEGER,
+    driver_start TEXT,
+    created REAL NOT NULL,
+    finished REAL
+);
+CREATE INDEX IF NOT EXISTS sweeps_created ON sweeps (created DESC);
 """
 
 _JSON_FIELDS = ("spec", "failure", "metrics", "params", "tags", "context")
@@ -199,6 +217,51 @@ class JobRecord:
         }
 
 
+@dataclasses.dataclass
+class SweepRecord:
+    """One sweep as the store knows it (its trials are jobs with ``sweep`` = its id)."""
+
+    id: str
+    name: str
+    phase: str
+    #: The sweep's options and base job spec (``sweeps.SweepSpec.to_dict()``).
+    spec: dict[str, Any]
+    cell: str
+    notebook: str | None = None
+    message: str = ""
+    #: Trial number (as text) -> ``{"job": id, "phase": ..., "value": objective or None,
+    #: "params": {...}}``, written by the sweep's driver as trials start and end.
+    trials: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    #: The best trial so far: ``{"trial", "job", "value", "params"}``.
+    best: dict[str, Any] | None = None
+    driver_pid: int | None = None
+    driver_start: str | None = None
+    created: float = dataclasses.field(default_factory=time.time)
+    finished: float | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.phase in TERMINAL_PHASES
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (REST, CLI ``--json``)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "phase": self.phase,
+            "message": self.message,
+            "notebook": self.notebook,
+            "created": _iso(self.created),
+            "finished": _iso(self.finished),
+            "options": {k: v for k, v in self.spec.items() if k != "job"},
+            "trials": self.trials,
+            "best": self.best,
+        }
+
+
+_SWEEP_JSON_FIELDS = ("spec", "trials", "best")
+
+
 def new_job_id() -> str:
     """A fresh, unguessable, DNS-safe job id (12 hex digits)."""
     return secrets.token_hex(6)
@@ -230,6 +293,7 @@ class JobStore:
                 for column, kind in _ADDED_COLUMNS.items():
                     if column not in present:
                         db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
+                db.execute("CREATE INDEX IF NOT EXISTS jobs_sweep ON jobs (sweep)")
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -594,6 +658,96 @@ class JobStore:
                 == 1
             )
 
+    # -- sweeps -----------------------------------------------------------------------------------
+
+    def add_sweep(self, sweep: SweepRecord) -> SweepRecord:
+        """Insert a new sweep."""
+        row = {f.name: getattr(sweep, f.name) for f in dataclasses.fields(sweep)}
+        for key in _SWEEP_JSON_FIELDS:
+            row[key] = json.dumps(row[key])
+        marks = ", ".join("?" for _ in row)
+        with self._connect() as db:
+            db.execute(
+                f"INSERT INTO sweeps ({', '.join(row)}) VALUES ({marks})", tuple(row.values())
+            )
+        self._announce(sweep.id)
+        return sweep
+
+    def get_sweep(self, ref: str) -> SweepRecord:
+        """The sweep with this id, unique id prefix or (newest with this) name; raises
+        :class:`JobNotFound`."""
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM sweeps WHERE id = ?", (ref,)).fetchall()
+            if not rows and ref and all(c in "0123456789abcdef" for c in ref):
+                rows = db.execute(
+                    "SELECT * FROM sweeps WHERE id LIKE ? LIMIT 2", (ref + "%",)
+                ).fetchall()
+            if not rows:
+                rows = db.execute(
+                    "SELECT * FROM sweeps WHERE name = ? ORDER BY created DESC LIMIT 1", (ref,)
+                ).fetchall()
+        if len(rows) != 1:
+            reason = "is ambiguous" if rows else "matches no sweep"
+            raise JobNotFound(f"sweep {ref!r} {reason}; `jupyter training list` shows sweeps")
+        return _sweep_from_row(rows[0])
+
+    def list_sweeps(self, *, limit: int = 50) -> list[SweepRecord]:
+        """Sweeps, newest first."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT * FROM sweeps ORDER BY created DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [_sweep_from_row(row) for row in rows]
+
+    def update_sweep(self, sweep_id: str, **fields: Any) -> None:
+        """Set ``fields`` of a sweep."""
+        row = {k: json.dumps(v) if k in _SWEEP_JSON_FIELDS else v for k, v in fields.items()}
+        assignments = ", ".join(f"{column} = ?" for column in row)
+        with self._connect() as db:
+            db.execute(f"UPDATE sweeps SET {assignments} WHERE id = ?", (*row.values(), sweep_id))
+        self._announce(sweep_id)
+
+    def set_sweep_phase(self, sweep_id: str, phase: str, message: str = "") -> bool:
+        """Move an unfinished sweep to ``phase``; False if it had already ended."""
+        marks = ", ".join("?" for _ in TERMINAL_PHASES)
+        finished = time.time() if phase in TERMINAL_PHASES else None
+        with self._connect() as db:
+            changed = (
+                db.execute(
+                    f"UPDATE sweeps SET phase = ?, message = ?, finished = ? WHERE id = ? "
+                    f"AND phase NOT IN ({marks})",
+                    (phase, message, finished, sweep_id, *sorted(TERMINAL_PHASES)),
+                ).rowcount
+                == 1
+            )
+        if changed:
+            self._announce(sweep_id)
+        return changed
+
+    def set_trial(self, sweep_id: str, number: int, info: dict[str, Any]) -> None:
+        """Merge ``info`` into trial ``number``'s entry of the sweep."""
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute("SELECT trials FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
+            if row is None:
+                db.execute("ROLLBACK")
+                return
+            trials = json.loads(row[0] or "{}")
+            trials[str(number)] = {**trials.get(str(number), {}), **info}
+            db.execute(
+                "UPDATE sweeps SET trials = ? WHERE id = ?", (json.dumps(trials), sweep_id)
+            )
+            db.execute("COMMIT")
+        self._announce(sweep_id)
+
+    def sweep_jobs(self, sweep_id: str) -> list[JobRecord]:
+        """The sweep's trial jobs, oldest first."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT * FROM jobs WHERE sweep = ? ORDER BY created", (sweep_id,)
+            ).fetchall()
+        return [_from_row(row) for row in rows]
+
     def count(self, *, phase: str | None = None, backend: str | None = None) -> int:
         """How many jobs match the filters."""
         clauses, params = self._filters(phase=phase, backend=backend)
@@ -607,6 +761,7 @@ def pending_record(job_id: str, spec: JobSpec, cell: str, **fields: Any) -> JobR
 
     fields.setdefault("params", flag_params(spec))
     fields.setdefault("tags", dict(spec.tags))
+    fields.setdefault("sweep", spec.sweep)
     context = {"cell_sha256": cell_hash(cell), "notebook": fields.get("notebook")}
     fields["context"] = {**context, **(fields.get("context") or {})}
     return JobRecord(
@@ -637,6 +792,14 @@ def _from_row(row: sqlite3.Row) -> JobRecord:
         data[key] = json.loads(data[key]) if data[key] is not None else None
     data["spec"] = JobSpec.from_record(data["spec"] or {})
     return JobRecord(**data)
+
+
+def _sweep_from_row(row: sqlite3.Row) -> SweepRecord:
+    data = dict(row)
+    for key in _SWEEP_JSON_FIELDS:
+        data[key] = json.loads(data[key]) if data[key] is not None else None
+    data["trials"] = data["trials"] or {}
+    return SweepRecord(**data)
 
 
 @functools.lru_cache(maxsize=1 << 16)

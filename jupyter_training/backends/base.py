@@ -55,8 +55,12 @@ class Backend(Protocol):
     ) -> Iterator[Event]:
         """The job's events from the start; with ``follow``, until it ends (or ``stop``)."""
 
-    def cancel(self, job_id: str) -> JobRecord:
-        """Stop the job (no-op if it has ended) and return its final record."""
+    def cancel(self, job_id: str, *, phase: str = "Cancelled", message: str = "") -> JobRecord:
+        """Stop the job (no-op if it has ended) and return its final record.
+
+        The job ends in ``phase``: Cancelled, or Pruned when a sweep's pruner stops it
+        (``events.STOP_PHASES``), with ``message`` (or the phase's default).
+        """
 
     def describe(self) -> dict[str, Any]:
         """What the sidebar's launch form needs to know about this backend, as JSON types.

@@ -11,8 +11,8 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from ..store import JobRecord, JobStore
-from .query import resolve
+from ..store import JobNotFound, JobRecord, JobStore
+from .query import RunNotFound, resolve
 
 MODES = ("min", "max")
 
@@ -99,14 +99,30 @@ def compare(
     objective: str | Objective | None = None,
     max_points: int = 500,
 ) -> Comparison:
-    """Compare the runs named by ``refs`` (ids, id prefixes or names) and/or the ``last`` N."""
+    """Compare the runs named by ``refs`` (ids, id prefixes or names; a sweep's id or name
+    stands for all its trials) and/or the ``last`` N."""
     records: list[JobRecord] = []
     if last is not None:
         if last < 1:
             raise ValueError(f"--last: {last} is not a number of runs; give 1 or more")
         records.extend(store.list(limit=last))
     for ref in refs:
-        records.append(resolve(store, ref))
+        try:
+            records.append(resolve(store, ref))
+        except JobNotFound:
+            try:
+                sweep = store.get_sweep(ref)
+            except JobNotFound:
+                raise RunNotFound(
+                    f"{ref!r} is neither a job id or name nor a sweep; `%train_jobs` lists them"
+                ) from None
+            trials = store.sweep_jobs(sweep.id)
+            if not trials:
+                raise ValueError(f"sweep {sweep.name} ({sweep.id}) has no trials") from None
+            records.extend(trials)
+            if objective is None and "metric" in sweep.spec:
+                short = "min" if sweep.spec.get("direction") == "minimize" else "max"
+                objective = f"{sweep.spec['metric']}:{short}"
     seen: set[str] = set()
     records = [r for r in records if not (r.id in seen or seen.add(r.id))]
     if not records:

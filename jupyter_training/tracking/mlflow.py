@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ..events import CANCELLED, FAILED, SUCCEEDED
+from ..events import CANCELLED, FAILED, PRUNED, SUCCEEDED
 from ..store import JobNotFound, JobRecord, JobStore
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ THREAD_SETTINGS = {
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": True,
 }
 JOB_ID_TAG = "jupyter_training.job_id"
-RUN_STATUS = {SUCCEEDED: "FINISHED", FAILED: "FAILED", CANCELLED: "KILLED"}
+RUN_STATUS = {SUCCEEDED: "FINISHED", FAILED: "FAILED", CANCELLED: "KILLED", PRUNED: "KILLED"}
 #: MLflow error codes that another try will not fix.
 PERMANENT_ERRORS = frozenset(
     {"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "PERMISSION_DENIED", "UNAUTHENTICATED"}

@@ -57,7 +57,7 @@ class Follower:
         thread.start()
         ended = False
         try:
-            with self._ui_poller() as poll_ui:
+            with ui_poller(self._ui_events) as poll_ui:
                 while True:
                     batch = self._next_batch()
                     for item in batch:
@@ -117,24 +117,27 @@ class Follower:
                 continue
         return False
 
-    @contextlib.contextmanager
-    def _ui_poller(self) -> Iterator[Callable[[], None]]:
-        """Process pending widget messages (button clicks) while the cell is busy."""
-        if not self._ui_events:
-            yield lambda: None
-            return
-        try:
-            from jupyter_ui_poll import ui_events
-        except ImportError:
-            yield lambda: None
-            return
-        try:
-            context = ui_events()
-            poll = context.__enter__()
-        except Exception:  # not in a kernel that supports it: clicks wait for the cell
-            yield lambda: None
-            return
-        try:
-            yield lambda: poll(20)
-        finally:
-            context.__exit__(None, None, None)
+
+
+@contextlib.contextmanager
+def ui_poller(enabled: bool) -> Iterator[Callable[[], None]]:
+    """A function that processes pending widget messages (button clicks) while the cell
+    is busy (a no-op unless ``enabled`` and the kernel supports it)."""
+    if not enabled:
+        yield lambda: None
+        return
+    try:
+        from jupyter_ui_poll import ui_events
+    except ImportError:
+        yield lambda: None
+        return
+    try:
+        context = ui_events()
+        poll = context.__enter__()
+    except Exception:  # not in a kernel that supports it: clicks wait for the cell
+        yield lambda: None
+        return
+    try:
+        yield lambda: poll(20)
+    finally:
+        context.__exit__(None, None, None)

@@ -31,6 +31,7 @@ PHASE_COLORS = {
     "Succeeded": "#2e7d32",
     "Failed": "#c62828",
     "Cancelled": "#616161",
+    "Pruned": "#8d6e63",
 }
 
 

@@ -22,7 +22,8 @@ from ...events import (
     FAILED,
     PENDING,
     RUNNING,
-    SUCCEEDED,
+    STOP_PHASES,
+    TERMINAL_PHASES,
     Event,
     output_events,
     phase_event,
@@ -331,7 +332,7 @@ class KubernetesBackend:
         fields: dict[str, Any] = {"message": message}
         if phase == RUNNING and record.started is None:
             fields["started"] = time.time()
-        if phase in (FAILED, CANCELLED, SUCCEEDED):
+        if phase in TERMINAL_PHASES:
             fields["finished"] = time.time()
             fields["started"] = record.started or fields["finished"]
         if failure is not None:
@@ -371,7 +372,7 @@ class KubernetesBackend:
             return
         cluster, target, namespace = self._where(record)
         watch = JobWatch(cluster, target, namespace, record.name, record.id)
-        watch.was_cancelled = lambda: self.store.get(record.id).phase == CANCELLED
+        watch.stopped_as = lambda: self._stopped_as(record.id)
         if stop is not None:
             watch.outer_stop = stop
         watch.start()
@@ -388,6 +389,11 @@ class KubernetesBackend:
                 yield event
         finally:
             watch.stop()
+
+    def _stopped_as(self, job_id: str) -> tuple[str, str] | None:
+        """How a stop ended the job (phase, message), if one did."""
+        current = self.store.get(job_id)
+        return (current.phase, current.message) if current.phase in STOP_PHASES else None
 
     def _snapshot(self, record: JobRecord) -> Iterator[Event]:
         try:
@@ -409,8 +415,11 @@ class KubernetesBackend:
         if record.is_terminal:
             yield phase_event(record.id, record.phase, record.message)
 
-    def cancel(self, job_id: str) -> JobRecord:
-        """Delete the job (foreground propagation) and its ConfigMap; history stays."""
+    def cancel(self, job_id: str, *, phase: str = CANCELLED, message: str = "") -> JobRecord:
+        """Delete the job (foreground propagation) and its ConfigMap; history stays. The
+        record ends in ``phase`` (Cancelled, or Pruned for a sweep's pruner)."""
+        if phase not in STOP_PHASES:
+            raise ValueError(f"a stop ends a job as {' or '.join(STOP_PHASES)}, not {phase!r}")
         record = self.store.get(job_id)
         if record.is_terminal:
             return record
@@ -420,6 +429,6 @@ class KubernetesBackend:
         if "" in record.spec.secret_env.values():  # our Secret, not the user's
             cluster.delete_object("Secret", namespace, secret_name(record.name))
         self.store.set_phase(
-            record.id, CANCELLED, message="cancelled by user", finished=time.time()
+            record.id, phase, message=message or STOP_PHASES[phase], finished=time.time()
         )
         return self.store.get(record.id)

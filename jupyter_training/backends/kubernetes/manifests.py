@@ -29,6 +29,7 @@ from .targets import (
     ANNOTATION_NOTEBOOK,
     LABEL_JOB_ID,
     LABEL_NOTEBOOK,
+    LABEL_SWEEP,
     MANAGED_BY,
     V2_GROUP,
     Target,
@@ -103,6 +104,8 @@ def labels(job: JobObjects) -> dict[str, str]:
     result = {"app.kubernetes.io/managed-by": MANAGED_BY, LABEL_JOB_ID: job.job_id}
     if job.notebook:
         result[LABEL_NOTEBOOK] = _label_value(Path(job.notebook).stem)
+    if job.spec.sweep:
+        result[LABEL_SWEEP] = job.spec.sweep
     if job.spec.kubernetes.queue:
         result["kueue.x-k8s.io/queue-name"] = job.spec.kubernetes.queue
     return result

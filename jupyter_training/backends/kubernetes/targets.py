@@ -17,6 +17,7 @@ V2_GROUP, V2_VERSION = "trainer.kubeflow.org", "v1alpha1"
 MANAGED_BY = "jupyter-training"
 LABEL_JOB_ID = "jupyter-training.io/job-id"
 LABEL_NOTEBOOK = "jupyter-training.io/notebook"
+LABEL_SWEEP = "jupyter-training.io/sweep"
 ANNOTATION_NOTEBOOK = "jupyter-training.io/notebook-path"
 
 

@@ -17,7 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import urllib3
 from kubernetes.client.exceptions import ApiException
@@ -38,6 +38,8 @@ from ...events import (
 from .cluster import Cluster, ClusterError
 from .pods import PodView, describe_failure, pod_view
 from .targets import Target, job_phase
+
+T = TypeVar("T")
 
 #: Server-side watch length; a watch that ends is resumed (a real API server ends
 #: watches after at most this long, so a job's request count stays bounded).
@@ -79,8 +81,9 @@ class JobWatch:
         self._responses: set[Any] = set()
         self._threads: list[threading.Thread] = []
         self.cancel_requested = False
-        #: Asked when the job disappears: did a user cancel it (from any process)?
-        self.was_cancelled: Callable[[], bool] = lambda: False
+        #: Asked when the job disappears: the (phase, message) a stop recorded for it, from
+        #: any process (a user's cancel, a sweep's pruner), or None if nobody stopped it.
+        self.stopped_as: Callable[[], tuple[str, str] | None] = lambda: None
         #: Set by a consumer that wants the stream to end early (a closed browser tab).
         self.outer_stop = threading.Event()
 
@@ -193,7 +196,10 @@ class JobWatch:
         if (job.get("metadata") or {}).get("name") != self.name:
             return
         if kind == "DELETED":
-            if self.cancel_requested or _within(2.0, self.was_cancelled):
+            stopped = _within(2.0, self.stopped_as)
+            if stopped:
+                self._set_phase(*stopped)
+            elif self.cancel_requested:
                 self._set_phase(CANCELLED, "cancelled by user")
             else:
                 self._set_phase(FAILED, f"the {self.target.kind} was deleted from the cluster")
@@ -372,14 +378,16 @@ class JobWatch:
         self.emit(Event("worker", self.job_id, data))
 
 
-def _within(seconds: float, predicate: Callable[[], bool]) -> bool:
-    """True if ``predicate`` turns true within ``seconds`` (a cancel records itself late)."""
+def _within(seconds: float, answer: Callable[[], T | None]) -> T | None:
+    """``answer()`` once it is not None, waiting up to ``seconds`` (a stop records itself
+    late); None after that."""
     deadline = time.monotonic() + seconds
     while True:
-        if predicate():
-            return True
+        value = answer()
+        if value is not None:
+            return value
         if time.monotonic() >= deadline:
-            return False
+            return None
         time.sleep(0.05)
 
 

@@ -8,6 +8,7 @@ store, events and logs from tailing the job's files.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import signal
@@ -19,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ...events import FAILED, Event
+from ...events import CANCELLED, FAILED, STOP_PHASES, Event
 from ...runtime.payload import Payload
 from ...settings import TrainingSettings
 from ...spec import JobSpec
@@ -187,8 +188,13 @@ class LocalBackend:
             stop=stop,
         )
 
-    def cancel(self, job_id: str, *, wait: float = 30.0) -> JobRecord:
-        """SIGTERM the supervisor, which stops every worker, then wait for the end."""
+    def cancel(
+        self, job_id: str, *, phase: str = CANCELLED, message: str = "", wait: float = 30.0
+    ) -> JobRecord:
+        """SIGTERM the supervisor, which stops every worker and ends the job in ``phase``
+        (Cancelled, or Pruned for a sweep's pruner), then wait for the end."""
+        if phase not in STOP_PHASES:
+            raise ValueError(f"a stop ends a job as {' or '.join(STOP_PHASES)}, not {phase!r}")
         record = self.get(job_id)
         deadline = time.time() + wait
         while not record.is_terminal and record.supervisor_pid is None and time.time() < deadline:
@@ -197,6 +203,9 @@ class LocalBackend:
         if record.is_terminal:
             return record
         if self._supervisor_alive(record) and record.supervisor_pid:
+            request = {"phase": phase, "message": message or STOP_PHASES[phase]}
+            with contextlib.suppress(OSError):
+                self.files(record.id).stop_request.write_text(json.dumps(request))
             with contextlib.suppress(ProcessLookupError):
                 os.kill(record.supervisor_pid, signal.SIGTERM)
         while time.time() < deadline:

@@ -45,6 +45,11 @@ class JobFiles:
         return self.root / "artifacts"
 
     @property
+    def stop_request(self) -> Path:
+        """How a stop should end the job (``{"phase", "message"}``), written before SIGTERM."""
+        return self.root / "stop.json"
+
+    @property
     def event_journal(self) -> Path:
         return self.root / "events.jsonl"
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -27,6 +28,7 @@ from ...events import (
     FAILED,
     RESTARTING,
     RUNNING,
+    STOP_PHASES,
     SUCCEEDED,
     Event,
     phase_event,
@@ -147,6 +149,15 @@ class Supervisor:
     def request_cancel(self, *_: Any) -> None:
         self.stop_reason = "cancel"
 
+    def stop_phase(self) -> tuple[str, str]:
+        """The phase and message the stop asked for (Cancelled unless a sweep pruned)."""
+        try:
+            asked = json.loads(self.files.stop_request.read_text())
+        except (OSError, ValueError):
+            asked = {}
+        phase = asked.get("phase") if asked.get("phase") in STOP_PHASES else CANCELLED
+        return phase, str(asked.get("message") or STOP_PHASES[phase])
+
     def emit(self, event: Event) -> None:
         self.files.append_event(event)
 
@@ -170,7 +181,8 @@ class Supervisor:
                 self.set_phase(SUCCEEDED, "all workers exited with code 0", finished=time.time())
                 return
             if outcome == "cancelled":
-                self.set_phase(CANCELLED, "cancelled by user", finished=time.time())
+                phase, message = self.stop_phase()
+                self.set_phase(phase, message, finished=time.time())
                 return
             if outcome == "failed" and attempt < self.spec.max_restarts:
                 attempt += 1
