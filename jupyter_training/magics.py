@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -274,7 +275,9 @@ def sweep_args(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def job_id_arg(func: Callable[..., Any]) -> Callable[..., Any]:
-    return argument("job_id", help="Job id (or a unique prefix of it).")(func)
+    return argument(
+        "job_id", help="Job id (or a unique prefix); attach and cancel also take a sweep's."
+    )(func)
 
 
 @magics_class
@@ -554,9 +557,18 @@ class TrainingMagics(Magics):
             display(table, raw=True)
         else:
             print(format_job_table(records))
+        sweeps = self.client.store.list_sweeps(limit=args.limit)
+        if sweeps:
+            from .views.sweep import format_sweep_list
+
+            print(f"\n{format_sweep_list(sweeps)}")
 
     @magic_arguments()
-    @argument("runs", nargs="*", help="Job ids, id prefixes or names (a name: its newest job).")
+    @argument(
+        "runs",
+        nargs="*",
+        help="Job ids, id prefixes or names (a name: its newest job); a sweep: all its trials.",
+    )
     @argument("--last", type=int, default=None, metavar="N", help="Also the N newest jobs.")
     @argument(
         "--objective",
@@ -592,8 +604,60 @@ class TrainingMagics(Magics):
         With ``-o`` (or the job's own ``--out``) its results come back when it succeeds.
         """
         args = parse_argstring(self.train_attach, line)
-        record = self._get(args.job_id)
+        try:
+            record = self.client.get(args.job_id)
+        except JobNotFound:
+            sweep = self._sweep_or_none(args.job_id)
+            if sweep is None:
+                raise UsageError(
+                    f"{args.job_id!r} is neither a job nor a sweep; %train_jobs lists both"
+                ) from None
+            self._watch_sweep(sweep, args.progress)
+            return
         self._wait(record, args.progress, _names(args.out) or None)
+
+    def _sweep_or_none(self, ref: str) -> Any:
+        from .sweeps.launch import find_sweep
+
+        return find_sweep(self.client, ref)
+
+    def _watch_sweep(self, sweep: Any, progress: str) -> None:
+        """Re-open a sweep's view from the store until it ends (or its driver is gone:
+        a kernel that died mid-sweep; ``--resume`` continues it)."""
+        from .sweeps.launch import driver_alive
+        from .sweeps.state import state_from_store
+        from .views.sweep import make_sweep_view
+
+        view = make_sweep_view(progress)
+        try:
+            while True:
+                sweep = self.client.store.get_sweep(sweep.id)
+                if "metric" not in sweep.spec:
+                    print(f"[{sweep.name}] {sweep.phase}: {sweep.message}")
+                    return
+                state = state_from_store(self.client.store, sweep)
+                alive = driver_alive(sweep)
+                if not sweep.is_terminal and not alive:
+                    state.phase = "Stopped"
+                    state.message = (
+                        "its kernel stopped driving it; continue with "
+                        f"%train_sweep --resume {sweep.id}"
+                    )
+                view.refresh(state)
+                if sweep.is_terminal or not alive:
+                    return
+                if view.stop_requested:
+                    self._cancel_sweep(sweep.id)
+                time.sleep(0.5)
+        except KeyboardInterrupt:  # stop watching; the sweep goes on where it runs
+            return
+        finally:
+            view.close()
+
+    def _cancel_sweep(self, ref: str) -> Any:
+        from .sweeps.launch import cancel_sweep
+
+        return cancel_sweep(self.client, ref)
 
     @magic_arguments()
     @job_id_arg
@@ -617,7 +681,16 @@ class TrainingMagics(Magics):
     def train_cancel(self, line: str) -> None:
         """Cancel a job: every worker is stopped."""
         args = parse_argstring(self.train_cancel, line)
-        record = self._get(args.job_id)
+        try:
+            record = self.client.get(args.job_id)
+        except JobNotFound:
+            if self._sweep_or_none(args.job_id) is None:
+                raise UsageError(
+                    f"{args.job_id!r} is neither a job nor a sweep; %train_jobs lists both"
+                ) from None
+            sweep = self._cancel_sweep(args.job_id)
+            print(f"[{sweep.name}] {sweep.phase}: every running trial was stopped")
+            return
         final = self.client.cancel(record.id)
         print(f"[{final.name}] {final.phase}")
 

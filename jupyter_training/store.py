@@ -734,9 +734,7 @@ class JobStore:
                 return
             trials = json.loads(row[0] or "{}")
             trials[str(number)] = {**trials.get(str(number), {}), **info}
-            db.execute(
-                "UPDATE sweeps SET trials = ? WHERE id = ?", (json.dumps(trials), sweep_id)
-            )
+            db.execute("UPDATE sweeps SET trials = ? WHERE id = ?", (json.dumps(trials), sweep_id))
             db.execute("COMMIT")
         self._announce(sweep_id)
 

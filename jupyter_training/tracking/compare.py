@@ -114,7 +114,8 @@ def compare(
                 sweep = store.get_sweep(ref)
             except JobNotFound:
                 raise RunNotFound(
-                    f"{ref!r} is neither a job id or name nor a sweep; `%train_jobs` lists them"
+                    f"{ref!r} is neither a job id nor a job name, nor a sweep; "
+                    "`%train_jobs` lists them"
                 ) from None
             trials = store.sweep_jobs(sweep.id)
             if not trials:

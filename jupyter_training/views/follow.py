@@ -118,7 +118,6 @@ class Follower:
         return False
 
 
-
 @contextlib.contextmanager
 def ui_poller(enabled: bool) -> Iterator[Callable[[], None]]:
     """A function that processes pending widget messages (button clicks) while the cell

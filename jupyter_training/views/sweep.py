@@ -7,6 +7,9 @@ import html
 import time
 from typing import Any
 
+from ..events import TERMINAL_PHASES
+from ..store import SweepRecord
+from ..sweeps.launch import driver_alive
 from ..sweeps.state import SweepState, TrialInfo
 from .charts import svg_chart
 from .widget import PHASE_COLORS, widgets_available
@@ -261,4 +264,33 @@ def objective_chart(state: SweepState) -> str:
         width=420,
         height=140,
         legend=True,
+    )
+
+
+def format_sweep_list(sweeps: list[SweepRecord]) -> str:
+    """A plain-text table of sweeps: id, name, phase, trials done / asked, the best."""
+    header = ("SWEEP", "NAME", "PHASE", "TRIALS", "OBJECTIVE", "BEST")
+    rows = [header]
+    for sweep in sweeps:
+        options = sweep.spec
+        done = sum(1 for t in sweep.trials.values() if t.get("phase") in TERMINAL_PHASES)
+        best = sweep.best or {}
+        objective = ""
+        if "metric" in options:
+            short = "min" if options.get("direction") == "minimize" else "max"
+            objective = f"{options['metric']}:{short}"
+        shown = ""
+        if best.get("value") is not None:
+            params = _params(best.get("params") or {})
+            shown = f"t{best.get('trial')} {_value(best['value'])} ({params})"
+        phase = sweep.phase
+        if phase == "Running" and not driver_alive(sweep):
+            phase = "Stopped"
+        rows.append(
+            (sweep.id, sweep.name, phase, f"{done}/{options.get('trials', '?')}", objective, shown)
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
     )
