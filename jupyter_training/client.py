@@ -19,7 +19,7 @@ from typing import Any
 from .backends import make_backend
 from .backends.base import Backend, SubmitError
 from .capture import CaptureError, capture_cell
-from .events import FAILED, Event, phase_event
+from .events import CANCELLED, FAILED, Event, phase_event
 from .runtime.payload import Payload
 from .settings import TrainingSettings, load_settings
 from .spec import JobSpec, SpecError, secret_values
@@ -280,9 +280,10 @@ class TrainingClient:
             if event.kind == "log" and (rank is None or event.rank == rank):
                 yield event
 
-    def cancel(self, job_id: str) -> JobRecord:
-        """Stop the job and return its final record."""
+    def cancel(self, job_id: str, *, phase: str = CANCELLED, message: str = "") -> JobRecord:
+        """Stop the job and return its final record; it ends in ``phase`` (Cancelled, or
+        Pruned when a sweep's pruner stops it)."""
         record = self.store.get(job_id)
         if record.is_terminal:
             return record
-        return self.backend(record.backend).cancel(record.id)
+        return self.backend(record.backend).cancel(record.id, phase=phase, message=message)

@@ -27,6 +27,7 @@ from ..capture import CaptureError
 from ..client import TrainingClient
 from ..spec import JobSpec, SpecError
 from ..store import JobNotFound
+from ..sweeps.launch import cancel_sweep
 from ..tracking.compare import compare
 from ..tracking.query import run_rows
 from ..tracking.where import WhereError
@@ -34,6 +35,8 @@ from .monitor import JobMonitor
 
 AUTH_RESOURCE = "jupyter_training"
 JOB_ID = r"(?P<job_id>[0-9a-f]{1,32})"
+#: A sweep's id, a unique prefix of one, or its name (the newest sweep of that name).
+SWEEP_ID = r"(?P<sweep_id>[0-9a-z][-0-9a-z]{0,62})"
 MAX_PAGE = 500
 MAX_POINTS = 20_000
 MAX_COMPARE = 20
@@ -92,7 +95,13 @@ class JobsHandler(TrainingHandler):
         }
         name = self.get_argument("name", None) or None
         sort = self.get_argument("sort", None) or None
-        if name is None and sort is None:
+        sweep = self.get_argument("sweep", None) or None
+        if sweep is not None:
+            try:
+                filters["sweep"] = (await asyncio.to_thread(self.client.store.get_sweep, sweep)).id
+            except JobNotFound as err:
+                return self.fail(404, str(err), "sweep")
+        if name is None and sort is None and sweep is None:
             records = await asyncio.to_thread(
                 self.client.store.list, limit=limit, offset=offset, **filters
             )
@@ -121,6 +130,7 @@ class JobsHandler(TrainingHandler):
             phase=filters["phase"],
             notebook=filters["notebook"],
             backend=filters["backend"],
+            sweep=filters.get("sweep"),
             sort=sort or "-created",
             limit=offset + limit,
         )
@@ -308,6 +318,53 @@ class CompareHandler(TrainingHandler):
         self.finish(comparison.to_json())
 
 
+class SweepsHandler(TrainingHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        limit = self.int_argument("limit", 50, 1, MAX_PAGE)
+        if limit is None:
+            return
+        sweeps = await asyncio.to_thread(self._sweeps, limit)
+        self.finish({"sweeps": sweeps, "limit": limit})
+
+    def _sweeps(self, limit: int) -> list[dict[str, Any]]:
+        return [self.monitor.sweep_json(s) for s in self.client.store.list_sweeps(limit=limit)]
+
+
+class SweepHandler(TrainingHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, sweep_id: str) -> None:
+        try:
+            self.finish(await asyncio.to_thread(self._sweep, sweep_id))
+        except JobNotFound as err:
+            return self.fail(404, str(err))
+
+    def _sweep(self, ref: str) -> dict[str, Any]:
+        store = self.client.store
+        sweep = store.get_sweep(ref)
+        data = self.monitor.sweep_json(sweep)
+        data.update(
+            cell=sweep.cell,
+            jobs=[self.monitor.job_json(record) for record in store.sweep_jobs(sweep.id)],
+        )
+        return data
+
+
+class SweepCancelHandler(TrainingHandler):
+    @web.authenticated
+    @authorized
+    async def post(self, sweep_id: str) -> None:
+        try:
+            sweep = await asyncio.to_thread(cancel_sweep, self.client, sweep_id)
+        except JobNotFound as err:
+            return self.fail(404, str(err))
+        except SubmitError as err:
+            return self.fail(502, str(err))
+        self.finish(self.monitor.sweep_json(sweep))
+
+
 class ClusterHandler(TrainingHandler):
     @web.authenticated
     @authorized
@@ -316,7 +373,8 @@ class ClusterHandler(TrainingHandler):
 
 
 class EventsSocket(JupyterHandler, websocket.WebSocketHandler):
-    """Pushes job updates; ``{"subscribe": id}`` streams one job's events from its start."""
+    """Pushes job and sweep updates; ``{"subscribe": id}`` streams one job's events from its
+    start."""
 
     auth_resource = AUTH_RESOURCE
 
@@ -423,6 +481,9 @@ HANDLERS: list[tuple[str, type]] = [
     (f"jobs/{JOB_ID}/metrics", MetricsHandler),
     (f"jobs/{JOB_ID}/metrics/(?P<metric>.+)", SeriesHandler),
     ("compare", CompareHandler),
+    ("sweeps", SweepsHandler),
+    (f"sweeps/{SWEEP_ID}", SweepHandler),
+    (f"sweeps/{SWEEP_ID}/cancel", SweepCancelHandler),
     ("cluster", ClusterHandler),
     ("events", EventsSocket),
 ]

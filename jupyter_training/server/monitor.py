@@ -1,9 +1,10 @@
 """Server-side fan-out of job updates and event streams to WebSocket clients.
 
-The monitor tails the store's change feed (every kernel, supervisor and
-server appends to it), follows every unfinished job's event stream (watches
-for Kubernetes, file tails locally) to keep live metrics and the store
-current, and pushes messages to sockets through the server's event loop.
+The monitor tails the store's change feed (every kernel, supervisor, sweep
+driver and server appends job and sweep ids to it), follows every unfinished
+job's event stream (watches for Kubernetes, file tails locally) to keep live
+metrics and the store current, and pushes job and sweep updates to sockets
+through the server's event loop.
 No client polls, and nothing here polls a backend on a timer.
 """
 
@@ -19,8 +20,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ..client import TrainingClient
-from ..events import Event
-from ..store import JobNotFound, JobRecord
+from ..events import RUNNING, TERMINAL_PHASES, Event
+from ..store import JobNotFound, JobRecord, SweepRecord
+from ..sweeps.launch import driver_alive
 from ..tracking.recorder import RunRecorder
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,33 @@ class JobMonitor:
         data["metrics"] = metrics
         return data
 
+    def sweep_message(self, sweep: SweepRecord) -> dict[str, Any]:
+        return {"type": "sweep", "sweep": self.sweep_json(sweep)}
+
+    def sweep_json(self, sweep: SweepRecord) -> dict[str, Any]:
+        """A sweep as the REST API and the WebSocket show it: its record, how many trials
+        run and have ended, and whether it stopped without ending (its driver is gone)."""
+        data = sweep.to_dict()
+        data["trials"] = {n: _finite_value(t) for n, t in sweep.trials.items()}
+        data["best"] = _finite_value(sweep.best) if sweep.best else None
+        phases = [self._trial_phase(trial) for trial in sweep.trials.values()]
+        done = sum(phase in TERMINAL_PHASES for phase in phases)
+        data.update(
+            running=len(phases) - done,
+            done=done,
+            stopped=sweep.phase == RUNNING and not driver_alive(sweep),
+        )
+        return data
+
+    def _trial_phase(self, trial: dict[str, Any]) -> str | None:
+        """The trial's phase; an unfinished one's from its job (the driver writes a trial's
+        entry as it starts and ends, its job's phase moves in between)."""
+        phase = trial.get("phase")
+        if phase not in TERMINAL_PHASES and trial.get("job"):
+            with contextlib.suppress(JobNotFound):
+                phase = self.client.store.get(trial["job"]).phase
+        return phase
+
     # -- the change feed -----------------------------------------------------------------------
 
     def _tail_feed(self) -> None:
@@ -111,22 +140,35 @@ class JobMonitor:
             changed = []
             for line in lines:
                 try:
-                    job_id = json.loads(line)["id"]
+                    record_id = json.loads(line)["id"]
                 except (ValueError, KeyError, TypeError):
                     continue
-                if job_id not in changed:
-                    changed.append(job_id)
-            for job_id in changed:
-                self._job_changed(job_id)
+                if isinstance(record_id, str) and record_id not in changed:
+                    changed.append(record_id)
+            for record_id in changed:
+                try:
+                    self._changed(record_id)
+                except Exception as err:  # a locked or odd record must not stop the feed
+                    log.warning("jupyter-training: change of %s not pushed: %s", record_id, err)
 
-    def _job_changed(self, job_id: str) -> None:
+    def _changed(self, record_id: str) -> None:
+        """Push the job or the sweep with this id (the feed carries both)."""
         try:
-            record = self.client.store.get(job_id)
+            record = self.client.store.get(record_id)
         except JobNotFound:
+            self._sweep_changed(record_id)
             return
         self.broadcast(self.job_message(record))
         if not record.is_terminal:
-            self.follow(job_id)
+            self.follow(record.id)
+
+    def _sweep_changed(self, sweep_id: str) -> None:
+        try:
+            sweep = self.client.store.get_sweep(sweep_id)
+        except JobNotFound:
+            return  # neither (a job since deleted, or a line of another version)
+        if sweep.id == sweep_id:  # get_sweep also takes prefixes and names
+            self.broadcast(self.sweep_message(sweep))
 
     # -- following jobs --------------------------------------------------------------------------
 
@@ -222,6 +264,12 @@ class JobMonitor:
 
 def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
+
+
+def _finite_value(entry: dict[str, Any]) -> dict[str, Any]:
+    """A trial entry whose objective JSON can carry (nan and inf become null)."""
+    value = entry.get("value")
+    return entry if value is None or _finite(value) else {**entry, "value": None}
 
 
 def _event_message(job_id: str, event: Event) -> dict[str, Any]:

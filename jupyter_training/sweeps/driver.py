@@ -123,13 +123,14 @@ class SweepDriver:
         try:
             self._reconcile()
             while True:
-                if not self.stopping:
-                    self._launch_free_slots()
-                if not self.running and (self.stopping or self._remaining() == 0):
+                self._check_stop()
+                if self.stopping:  # the running trials are stopped below
+                    break
+                self._launch_free_slots()
+                if not self.running and self._remaining() == 0:
                     break
                 self._handle_events()
                 self._push_reports()
-                self._check_stop()
                 self.view.refresh(self.state)
                 if self._on_state is not None:
                     self._on_state(self.state)
@@ -153,7 +154,8 @@ class SweepDriver:
 
     def _launch_free_slots(self) -> None:
         while len(self.running) < self.spec.parallel and self._remaining() > 0:
-            if not self._launch():
+            self._check_stop(now=True)  # never start a trial after a cancel
+            if self.stopping or not self._launch():
                 return
 
     def _launch(self) -> bool:
@@ -310,6 +312,11 @@ class SweepDriver:
 
     def _trial_ended(self, run: _Running) -> None:
         info = run.info
+        for step, value in run.unpushed:  # the pruner keeps the whole curve
+            if step not in run.pushed:
+                with contextlib.suppress(Exception):
+                    run.trial.report(value, step)
+        run.unpushed = []
         self.running.pop(info.number, None)
         run.stop.set()
         record = self._final_record(info)
@@ -407,13 +414,14 @@ class SweepDriver:
 
     # -- stopping ---------------------------------------------------------------------------
 
-    def _check_stop(self) -> None:
+    def _check_stop(self, *, now: bool = False) -> None:
+        """Notice a stop asked for in the view or elsewhere (``%train_cancel SWEEP``)."""
         if self.view.stop_requested:
             self._stop_early(CANCELLED, "stopped from the sweep view")
-        now = time.monotonic()
-        if now - self._last_cancel_check < CANCEL_CHECK_SECONDS:
+        clock = time.monotonic()
+        if not now and clock - self._last_cancel_check < CANCEL_CHECK_SECONDS:
             return
-        self._last_cancel_check = now
+        self._last_cancel_check = clock
         current = self.client.store.get_sweep(self.sweep.id)
         if current.phase == CANCELLED:
             self._stop_early(CANCELLED, current.message or "cancelled")

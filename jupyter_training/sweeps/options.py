@@ -76,7 +76,7 @@ class SweepSpec:
     def failure_limit(self) -> int:
         if self.max_failures is not None:
             return self.max_failures
-        return max(1, self.trials // 2)
+        return max(1, math.ceil(self.trials / 2))
 
     @property
     def objective_text(self) -> str:
