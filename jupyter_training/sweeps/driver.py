@@ -427,17 +427,20 @@ class SweepDriver:
             self._stop_early(CANCELLED, current.message or "cancelled")
 
     def _stop_all(self, phase: str | None) -> None:
-        """Stop every running trial's job (on interrupt, cancel or early stop) and wait."""
-        if not self.running:
-            return
-        threads = []
-        for run in list(self.running.values()):
+        """Stop every running trial's job (on interrupt, cancel or early stop) and wait;
+        also a job an interrupt caught between its launch and its tracking."""
+        for run in self.running.values():
             run.stopping = True
-            job_id = run.info.job_id
+        tracked = {run.info.job_id for run in self.running.values()}
+        unfinished = {
+            r.id for r in self.client.store.sweep_jobs(self.sweep.id) if not r.is_terminal
+        }
+        threads = []
+        for job_id in sorted((tracked | unfinished) - {None}):
 
-            def stop(job_id: str | None = job_id) -> None:
+            def stop(job_id: str = job_id) -> None:
                 with contextlib.suppress(Exception):
-                    self.client.cancel(job_id or "")
+                    self.client.cancel(job_id)
 
             thread = threading.Thread(target=stop, daemon=True)
             thread.start()
