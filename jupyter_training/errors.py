@@ -61,11 +61,12 @@ class JobResultError(RuntimeError):
 
 
 class JobCancelledError(RuntimeError):
-    """The job was cancelled before it finished."""
+    """The job was cancelled (or, a sweep's trial, pruned) before it finished."""
 
     def __init__(self, record: JobRecord) -> None:
         self.record = record
-        super().__init__(f"job {record.id} ({record.name}) was cancelled")
+        how = "pruned by its sweep" if record.phase == "Pruned" else "cancelled"
+        super().__init__(f"job {record.id} ({record.name}) was {how}")
 
     def _render_traceback_(self) -> list[str]:
         return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self}"]

@@ -23,7 +23,7 @@ from .backends.base import SubmitError
 from .capture import CaptureError
 from .client import TrainingClient
 from .errors import JobCancelledError, JobResultError, job_error
-from .events import CANCELLED, PHASES, SUCCEEDED
+from .events import PHASES, STOP_PHASES, SUCCEEDED
 from .settings import load_settings
 from .spec import (
     JobSpec,
@@ -495,7 +495,7 @@ class TrainingMagics(Magics):
             return
         final = self.client.get(record.id)
         view.show_finished(final)
-        if final.phase == CANCELLED:
+        if final.phase in STOP_PHASES:  # cancelled, or a sweep's pruned trial
             raise JobCancelledError(final)
         if final.phase != SUCCEEDED:
             raise job_error(final, self.shell.user_ns)

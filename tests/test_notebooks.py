@@ -90,3 +90,19 @@ def test_quickstart_compare(tmp_path):
     assert "best by loss:min: lr-0-1" in compare.outputs[0]["data"]["text/plain"]
     assert "lr-0-1 400 points from ranks [0, 1]" in out
     assert "['w-rank0.txt', 'w-rank1.txt']" in out
+
+
+def test_quickstart_sweep(tmp_path):
+    notebook, out, states = execute("quickstart_sweep.ipynb", tmp_path)
+    sweep_cell = next(c for c in notebook.cells if c.source.startswith("%%train_sweep"))
+    assert any(WIDGET_VIEW in o.get("data", {}) for o in sweep_cell.outputs)  # the sweep view
+    shown = widget_html(states)
+    assert "lr-search" in shown and "Succeeded" in shown and "★" in shown
+    assert "loss per trial" in shown  # the objective chart
+    best = float(re.search(r"best lr ([\d.]+)", out).group(1))
+    assert abs(best - 0.5) < 0.2  # the known optimum of the fit
+    cells = {c.source.splitlines()[0]: c for c in notebook.cells if c.cell_type == "code"}
+    table = cells["best = _"].outputs[-1]["data"]["text/plain"]
+    assert len(re.findall(r"lr-search-t\d+", table)) == 12
+    compare = next(c for s, c in cells.items() if s.startswith("%train_compare"))
+    assert "best by loss:min: lr-search-t" in compare.outputs[0]["data"]["text/plain"]

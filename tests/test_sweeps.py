@@ -15,7 +15,7 @@ from jupyter_training.spec import JobSpec, SpecError
 from jupyter_training.sweeps import SweepSpec, parse_objective, parse_params
 from jupyter_training.sweeps.objective import reported_metrics
 from jupyter_training.sweeps.state import state_from_store
-from jupyter_training.tracking.query import run_rows
+from jupyter_training.tracking.query import run_rows, runs
 from jupyter_training.views.sweep import (
     format_sweep_list,
     format_sweep_table,
@@ -211,6 +211,8 @@ def test_a_sweep_of_two_worker_pytorch_trials_finds_the_optimum(ip):
     best_row = rows[kept.best["job"]]
     assert best_row["params.lr"] == best["lr"] and best_row["params.batch"] == 64
     assert best_row["sweep"] == kept.id
+    table = runs(sweep="lrsearch", store=client.store, sort="metrics.loss")
+    assert list(table["id"])[0] == kept.best["job"] and set(table["sweep"]) == {kept.id}
     history = client.store.history(kept.best["job"], "loss", rank=0)
     assert [step for _, step, _, _ in history] == [0, 1, 2]
     assert math.isclose(history[-1][2], kept.best["value"])

@@ -152,6 +152,7 @@ def runs(
     where: str | None = None,
     sort: str | None = None,
     limit: int | None = None,
+    sweep: str | None = None,
     store: JobStore | None = None,
 ) -> Any:
     """Every job as a run, newest first: a pandas DataFrame (a list of dicts without pandas).
@@ -162,12 +163,14 @@ def runs(
     ``tag`` is ``"key=value"``, ``"key"`` or a dict; ``since``/``until`` a
     datetime, epoch seconds or ISO text; ``where`` conditions such as
     ``"params.lr>0.01 and metrics.loss<0.5"``; ``sort`` a column, ``-`` first
-    for descending. Finished local jobs whose history was never stored (nobody
-    followed them) are read back from their files first.
+    for descending; ``sweep`` a sweep's id or name (its trials only). Finished
+    local jobs whose history was never stored (nobody followed them) are read
+    back from their files first.
     """
     store = store or default_store()
     rows = run_rows(
         store,
+        sweep=store.get_sweep(sweep).id if sweep is not None else None,
         name=name,
         phase=phase,
         tag=tag,

@@ -163,6 +163,10 @@ class JobWatch:
                     handle(message.get("type", ""), message.get("object") or {})
             except (urllib3.exceptions.HTTPError, OSError, ValueError):
                 pass  # connection closed or timed out: resume unless stopping
+            except AttributeError:
+                if not self.stopping.is_set():
+                    raise
+                return  # closed by stop() mid-read: http.client's fp is None under us
             finally:
                 with self.lock:
                     self._responses.discard(response)
@@ -355,6 +359,10 @@ class JobWatch:
             self.streamed[key] = "done"
         except (urllib3.exceptions.HTTPError, OSError):
             self.streamed[key] = "failed" if not self.stopping.is_set() else "done"
+        except AttributeError:
+            if not self.stopping.is_set():
+                raise
+            self.streamed[key] = "done"  # closed by stop() mid-read (see _watch)
         finally:
             with self.lock:
                 self._responses.discard(response)
