@@ -11,6 +11,7 @@ from jupyter_server.auth import Authorizer
 from tornado.httpclient import HTTPClientError
 
 from jupyter_training import __version__
+from jupyter_training.errors import SweepFailedError
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -19,13 +20,13 @@ API = "jupyter-training/api"
 
 def registered_routes() -> list[tuple[str, str]]:
     """(method, path) for every method of every REST route the extension registers."""
-    from jupyter_training.server.handlers import HANDLERS, EventsSocket
+    from jupyter_training.server.handlers import HANDLERS, JOB_ID, SWEEP_ID, EventsSocket
 
     routes = []
     for pattern, handler in HANDLERS:
         if handler is EventsSocket:
             continue
-        path = pattern.replace("(?P<job_id>[0-9a-f]{1,32})", "abc123")
+        path = pattern.replace(JOB_ID, "abc123").replace(SWEEP_ID, "abc123")
         path = path.replace("(?P<metric>.+)", "loss")
         for method in ("get", "post", "put", "patch", "delete"):
             if method in vars(handler):
@@ -38,7 +39,8 @@ ROUTES = registered_routes()
 
 @pytest.fixture
 def store_dir(tmp_path):
-    return tmp_path / "store"
+    """The server's store; a kernel whose JUPYTER_DATA_DIR is its parent shares it."""
+    return tmp_path / "server-data" / "training"
 
 
 @pytest.fixture
@@ -290,19 +292,21 @@ def test_openapi_document_covers_every_route():
 
     import yaml
 
-    from jupyter_training.server.handlers import HANDLERS
+    from jupyter_training.events import PHASES
+    from jupyter_training.server.handlers import HANDLERS, JOB_ID, SWEEP_ID
     from jupyter_training.spec import JobSpec
 
     document = yaml.safe_load((Path(__file__).parents[1] / "docs" / "openapi.yaml").read_text())
     documented = set(document["paths"])
     routes = {
         "/"
-        + pattern.replace("(?P<job_id>[0-9a-f]{1,32})", "{job_id}").replace(
-            "(?P<metric>.+)", "{metric}"
-        )
+        + pattern.replace(JOB_ID, "{job_id}")
+        .replace(SWEEP_ID, "{sweep_id}")
+        .replace("(?P<metric>.+)", "{metric}")
         for pattern, _ in HANDLERS
     }
     assert documented == routes
+    assert document["components"]["schemas"]["Phase"]["enum"] == list(PHASES)
     spec_fields = set(document["components"]["schemas"]["JobSpec"]["properties"])
     from jupyter_training.spec import GENERAL_FIELDS, KUBERNETES_FIELDS
 
@@ -445,3 +449,221 @@ async def test_points_of_a_job_gone_quiet_are_stored_while_it_runs(jp_fetch):
     _, running = await api(jp_fetch, "GET", f"jobs/{job['id']}")
     assert running["phase"] == "Running" and running["metrics"] == {"loss": 0.2}
     await api(jp_fetch, "DELETE", f"jobs/{job['id']}")
+
+
+# -- sweeps ---------------------------------------------------------------------------------------
+
+#: A trial's cell: its loss is lowest at lr=0.01, and lr=10 fails.
+SWEEP_CELL = (
+    "import math\n"
+    "from jupyter_training import report\n"
+    "if lr > 5:\n"
+    "    raise ValueError(f'lr {lr} is too high')\n"
+    "for step in range(3):\n"
+    "    report(step=step, total=3, loss=(math.log10(lr) + 2) ** 2 + 0.01 * (3 - step))\n"
+)
+SWEEP_FLAGS = (
+    "--param lr=choice(0.01,0.1,1.0,10.0) --sampler grid --trials 4 --parallel 2 "
+    "--objective loss:min --seed 4 -w 1 --progress text"
+)
+
+
+@pytest.fixture
+def sweep_magic(ip, jp_environ, store_dir, monkeypatch):
+    """Runs ``%%train_sweep`` as a notebook would, into the server's store, on a thread (so
+    the server in this event loop answers meanwhile); returns what the magic returned or
+    raised."""
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(store_dir.parent))
+
+    def run(line: str, cell: str):
+        try:
+            return ip.run_cell_magic("train_sweep", line, cell)
+        except BaseException as err:  # the magic's error is what the test looks at
+            return err
+
+    async def sweep(line: str, cell: str):
+        return await asyncio.to_thread(run, line, cell)
+
+    return sweep
+
+
+async def next_message(socket, kind, timeout=30):
+    """The next WebSocket message of type ``kind`` (others skipped)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        message = json.loads(await asyncio.wait_for(socket.read_message(), timeout))
+        if message["type"] == kind:
+            return message
+    raise AssertionError(f"no {kind!r} message within {timeout} s")
+
+
+async def test_a_sweep_is_listed_with_its_trials_best_and_counts(
+    jp_fetch, jp_ws_fetch, sweep_magic
+):
+    socket = await jp_ws_fetch(*API.split("/"), "events")
+    assert json.loads(await socket.read_message())["type"] == "jobs"
+    best = await sweep_magic(f"{SWEEP_FLAGS} --name lrsweep", SWEEP_CELL)
+    assert best == {"lr": 0.01}
+
+    _, listing = await api(jp_fetch, "GET", "sweeps")
+    assert listing["limit"] == 50 and len(listing["sweeps"]) == 1
+    sweep = listing["sweeps"][0]
+    assert (sweep["name"], sweep["phase"]) == ("lrsweep", "Succeeded")
+    assert (sweep["done"], sweep["running"], sweep["stopped"]) == (4, 0, False)
+    assert sweep["options"]["metric"] == "loss" and sweep["options"]["direction"] == "minimize"
+    assert sweep["options"]["trials"] == 4 and "job" not in sweep["options"]
+    assert sweep["best"]["params"] == {"lr": 0.01}
+    assert sweep["best"]["value"] == pytest.approx(0.01)
+    assert sweep["best"]["name"] == f"lrsweep-t{sweep['best']['trial']}"
+    phases = sorted(trial["phase"] for trial in sweep["trials"].values())
+    assert phases == ["Failed", "Succeeded", "Succeeded", "Succeeded"]
+
+    # One sweep, by id, id prefix or name: every trial's job, oldest first.
+    for ref in (sweep["id"], sweep["id"][:6], "lrsweep"):
+        _, detail = await api(jp_fetch, "GET", f"sweeps/{ref}")
+        assert detail["id"] == sweep["id"] and detail["cell"] == SWEEP_CELL
+    jobs = detail["jobs"]
+    assert [job["name"] for job in jobs] == [f"lrsweep-t{n}" for n in range(4)]
+    assert all(job["sweep"] == sweep["id"] for job in jobs)
+    assert all(job["tags"]["sweep"] == "lrsweep" for job in jobs)
+    by_name = {job["name"]: job for job in jobs}
+    for number, trial in sweep["trials"].items():
+        assert by_name[f"lrsweep-t{number}"]["phase"] == trial["phase"]
+        assert by_name[f"lrsweep-t{number}"]["id"] == trial["job"]
+    assert by_name[sweep["best"]["name"]]["metrics"]["loss"] == pytest.approx(0.01)
+
+    # The job list takes a sweep: its trials, newest first, with the other filters too.
+    _, trials = await api(jp_fetch, "GET", "jobs", sweep="lrsweep")
+    assert [job["id"] for job in trials["jobs"]] == [job["id"] for job in jobs[::-1]]
+    _, failed = await api(jp_fetch, "GET", "jobs", sweep=sweep["id"], phase="Failed")
+    assert [job["params"]["lr"] for job in failed["jobs"]] == [10.0]
+    _, by_loss = await api(jp_fetch, "GET", "jobs", sweep="lrsweep", sort="metrics.loss")
+    assert by_loss["jobs"][0]["id"] == sweep["best"]["job"]
+
+    # Every change of the sweep reached the socket from the store's change feed.
+    pushed = (await next_message(socket, "sweep"))["sweep"]
+    assert pushed["id"] == sweep["id"]
+    while not (pushed["phase"] == "Succeeded" and pushed["done"] == 4):
+        pushed = (await next_message(socket, "sweep"))["sweep"]
+    assert pushed == sweep
+    socket.close()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "params"),
+    [
+        ("GET", "sweeps/nosuchsweep", {}),
+        ("POST", "sweeps/nosuchsweep/cancel", {}),
+        ("GET", "jobs", {"sweep": "nosuchsweep"}),
+    ],
+)
+async def test_an_unknown_sweep_is_404_saying_so(jp_fetch, method, path, params):
+    with pytest.raises(HTTPClientError) as caught:
+        await api(jp_fetch, method, path, **params)
+    assert caught.value.code == 404
+    error = json.loads(caught.value.response.body)
+    assert "sweep 'nosuchsweep' matches no sweep" in error["message"]
+
+
+async def test_bad_sweep_list_limit_is_400(jp_fetch):
+    with pytest.raises(HTTPClientError) as caught:
+        await api(jp_fetch, "GET", "sweeps", limit="0")
+    assert caught.value.code == 400 and json.loads(caught.value.response.body)["field"] == "limit"
+
+
+async def test_cancelling_a_sweep_stops_its_running_trials(jp_fetch, sweep_magic, tmp_path):
+    go = tmp_path / "go"
+    cell = (
+        "import os, time\n"
+        "from jupyter_training import report\n"
+        "report(step=0, loss=lr)\n"
+        f"while not os.path.exists({str(go)!r}):\n"
+        "    time.sleep(0.05)\n"
+    )
+    flags = "--param lr=uniform(0,1) --trials 6 --parallel 2 --objective loss:min -w 1"
+    running = asyncio.ensure_future(sweep_magic(f"{flags} --name slow --progress text", cell))
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert time.monotonic() < deadline, "the sweep's trials never ran"
+            _, listing = await api(jp_fetch, "GET", "sweeps")
+            sweeps = listing["sweeps"]
+            if sweeps and sweeps[0]["running"] == 2:
+                _, detail = await api(jp_fetch, "GET", "sweeps/slow")
+                if [job["phase"] for job in detail["jobs"]] == ["Running", "Running"]:
+                    break
+            await asyncio.sleep(0.1)
+        assert sweeps[0]["phase"] == "Running" and sweeps[0]["stopped"] is False
+        first = [job["id"] for job in detail["jobs"]]
+
+        code, cancelled = await api(jp_fetch, "POST", "sweeps/slow/cancel")
+        assert code == 200 and cancelled["phase"] == "Cancelled"
+        assert cancelled["message"] == "cancelled by user"
+        for job_id in first:
+            _, job = await api(jp_fetch, "GET", f"jobs/{job_id}")
+            assert job["phase"] == "Cancelled"
+    finally:
+        go.touch()
+    outcome = await asyncio.wait_for(running, 60)  # the kernel's driver saw it and stopped
+    assert isinstance(outcome, SweepFailedError) and "Cancelled: cancelled by user" in str(outcome)
+    _, detail = await api(jp_fetch, "GET", "sweeps/slow")
+    assert detail["phase"] == "Cancelled" and detail["running"] == 0
+    assert detail["stopped"] is False
+    assert [job["id"] for job in detail["jobs"]] == first  # none started after the cancel
+    assert [job["phase"] for job in detail["jobs"]] == ["Cancelled", "Cancelled"]
+    code, again = await api(jp_fetch, "POST", f"sweeps/{detail['id']}/cancel")
+    assert code == 200 and again == detail_summary(detail)  # an ended sweep is left as it is
+
+
+def detail_summary(detail: dict) -> dict:
+    """GET sweeps/ID less what only it has: the sweep as the list shows it."""
+    return {k: v for k, v in detail.items() if k not in ("cell", "jobs")}
+
+
+async def test_a_running_sweep_whose_driver_is_gone_is_stopped(jp_fetch, jp_serverapp):
+    import subprocess
+    import sys
+
+    from jupyter_training.store import SweepRecord
+
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    store = jp_serverapp.web_app.settings["jupyter_training_client"].store
+    spec = {"metric": "loss", "direction": "minimize", "trials": 3, "params": []}
+    store.add_sweep(
+        SweepRecord(
+            id="0123456789ab",
+            name="orphan",
+            phase="Running",
+            spec=spec,
+            cell="pass",
+            driver_pid=int(gone.stdout),
+            driver_start="0",
+            trials={"0": {"job": None, "name": "orphan-t0", "phase": "Succeeded", "value": 1.0}},
+        )
+    )
+    _, listing = await api(jp_fetch, "GET", "sweeps")
+    orphan = listing["sweeps"][0]
+    assert (orphan["name"], orphan["stopped"], orphan["done"], orphan["running"]) == (
+        "orphan",
+        True,
+        1,
+        0,
+    )
+    _, detail = await api(jp_fetch, "GET", "sweeps/orphan")
+    assert detail["jobs"] == [] and detail["stopped"] is True
+
+
+async def test_the_feed_skips_ids_of_nothing_and_goes_on(jp_fetch, jp_ws_fetch, store_dir):
+    socket = await jp_ws_fetch(*API.split("/"), "events")
+    assert json.loads(await socket.read_message())["type"] == "jobs"
+    with (store_dir / "changes.jsonl").open("a") as feed:
+        feed.write('{"id": "feedfeedfeed", "time": 0}\n{"id": 7}\nnot json\n')
+    _, job = await api(jp_fetch, "POST", "jobs", {"spec": {"workers": 1}, "cell": "pass"})
+    message = await next_message(socket, "job")
+    assert message["job"]["id"] == job["id"]
+    socket.close()

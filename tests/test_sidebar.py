@@ -3,7 +3,8 @@
 Launches the active notebook cell from the sidebar's form (through the kernel, so
 notebook names are captured), watches it reach Succeeded, reads a rank's logs,
 and cancels a second job; charts a job's metrics per rank, filters and sorts the
-job list, and compares three runs that differ only in a notebook value ``lr``.
+job list, and compares three runs that differ only in a notebook value ``lr``; shows a
+sweep as one row that opens into its trials.
 Set ``JT_SCREENSHOTS=<dir>`` to save screenshots.
 """
 
@@ -16,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -521,6 +523,122 @@ def test_a_live_chart_is_the_downsampled_history_plus_each_new_point_once(page, 
         assert int(chart.get_attribute("data-points")) == fetched + 20
     finally:
         go.touch()
+
+
+#: A trial's cell: lr=0.01 is best, lr=10 fails, and the others trail from their first
+#: report, so the median pruner stops them once one trial has finished.
+SWEEP_CELL = (
+    "import math, time\n"
+    "from jupyter_training import report\n"
+    "if lr > 5:\n"
+    "    raise ValueError(f'lr {lr} is too high')\n"
+    "for step in range(8):\n"
+    "    report(step=step, total=8, loss=(math.log10(lr) + 2) ** 2 + 0.01 * (8 - step))\n"
+    "    time.sleep(0.15)\n"
+)
+#: One trial at a time, in the grid order seed 4 gives: lr=0.01 first (it sets the bar).
+SWEEP_FLAGS = (
+    "--param lr=choice(0.01,0.1,1.0,10.0) --sampler grid --seed 4 --trials 4 --parallel 1 "
+    "--objective loss:min --prune median -w 1 --progress text --name lr-sweep"
+)
+
+
+def test_a_sweep_is_one_row_that_opens_into_its_trials(page, lab, ip, monkeypatch):
+    """A %%train_sweep run from a kernel on the lab's store: the list shows it as one row,
+    live, then with its progress and best value; opened, its trials, the best starred,
+    pruned and failed ones as such, each trial's details a click away."""
+    url, base = lab
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(base / "jupyter_data_dir"))  # the lab's store
+    open_sidebar(page)
+    outcome: list[object] = []
+    sweep_thread = threading.Thread(
+        target=lambda: outcome.append(ip.run_cell_magic("train_sweep", SWEEP_FLAGS, SWEEP_CELL))
+    )
+    sweep_thread.start()
+    try:
+        row = page.locator("[data-testid='jt-sweep-row']", has_text="lr-sweep")
+        expect(row).to_have_attribute("data-phase", "Running", timeout=30_000)
+        expect(row.get_by_test_id("jt-sweep-progress")).to_contain_text("/4 trials")
+    finally:
+        sweep_thread.join(120)
+    assert outcome == [{"lr": 0.01}]
+    sweep = rest(url, "sweeps/lr-sweep")
+    jobs = {job["params"]["lr"]: job for job in sweep["jobs"]}
+    assert {lr: job["phase"] for lr, job in jobs.items()} == {
+        0.01: "Succeeded",
+        0.1: "Pruned",
+        1.0: "Pruned",
+        10.0: "Failed",
+    }
+    best = jobs[0.01]
+    assert sweep["best"]["job"] == best["id"]
+
+    # One row, pushed to its end; its trials are not rows of their own.
+    row = page.locator(f"[data-testid='jt-sweep-row'][data-sweep-id='{sweep['id']}']")
+    expect(row).to_have_attribute("data-phase", "Succeeded", timeout=30_000)
+    expect(row.get_by_test_id("jt-sweep-progress")).to_contain_text("4/4 trials · loss:min")
+    trial_number = sweep["best"]["trial"]
+    expect(row.get_by_test_id("jt-sweep-best")).to_have_text(
+        f"★ best loss 0.01 (t{trial_number}) · lr=0.01"
+    )
+    expect(row.get_by_test_id("jt-trial-row")).to_have_count(0)
+    for job in sweep["jobs"]:
+        expect(
+            page.locator(f"[data-testid='jt-job-row'][data-job-id='{job['id']}']")
+        ).to_have_count(0)
+
+    # Opened: every trial by number, the best starred, pruned and failed ones as such.
+    widen_sidebar(page, 480)
+    row.get_by_test_id("jt-sweep-toggle").click()
+    expect(row).to_have_attribute("aria-expanded", "true")
+    trials = row.get_by_test_id("jt-trial-row")
+    expect(trials).to_have_count(4)
+    assert trials.evaluate_all("rows => rows.map(r => r.dataset.jobId)") == [
+        job["id"] for job in sweep["jobs"]
+    ]
+    for job in sweep["jobs"]:
+        trial = row.locator(f"[data-testid='jt-trial-row'][data-job-id='{job['id']}']")
+        expect(trial).to_have_attribute("data-phase", job["phase"])
+        expect(trial.get_by_test_id("jt-job-phase")).to_have_text(job["phase"])
+        expect(trial.locator(".jp-TrainingJobRow-params")).to_have_text(
+            f"lr={job['params']['lr']:g}"
+        )
+    starred = row.locator("[data-testid='jt-trial-row'][data-best='true']")
+    expect(starred).to_have_count(1)
+    assert starred.get_attribute("data-job-id") == best["id"]
+    expect(starred.get_by_test_id("jt-trial-best")).to_have_text("★ best")
+    pruned_badge = row.locator("[data-testid='jt-trial-row'][data-phase='Pruned']").first
+    pruned_badge = pruned_badge.get_by_test_id("jt-job-phase")
+    assert "jp-TrainingPhase-Pruned" in pruned_badge.get_attribute("class")
+    colors = pruned_badge.evaluate(
+        "badge => [getComputedStyle(badge).color, getComputedStyle(badge).borderTopStyle]"
+    )
+    assert colors[1] == "solid"  # drawn as an outline: stopped early, not failed
+    expect(row.get_by_test_id("jt-sweep-cancel")).to_have_count(0)  # it has ended
+    screenshot(page, "sidebar-sweep.png")
+
+    # A trial's details, and back to the sweep still open.
+    pruned = jobs[0.1]
+    row.locator(f"[data-testid='jt-trial-row'][data-job-id='{pruned['id']}']").click()
+    details = page.get_by_test_id("jt-details")
+    expect(details).to_have_attribute("data-job-id", pruned["id"])
+    expect(details.get_by_test_id("jt-job-phase")).to_have_text("Pruned")
+    expect(details).to_contain_text("pruned at step 0")
+    page.get_by_test_id("jt-back").click()
+    expect(row.get_by_test_id("jt-trial-row")).to_have_count(4)
+
+    # Filtered by phase, trials are runs like any other: listed flat.
+    page.get_by_test_id("jt-filter-phase").select_option("Pruned")
+    flat = page.locator("[data-testid='jt-job-row'][data-phase='Pruned']")
+    expect(flat).to_have_count(2)
+    expect(page.get_by_test_id("jt-sweep-row")).to_have_count(0)
+    page.get_by_test_id("jt-filter-clear").click()
+    row.get_by_test_id("jt-sweep-toggle").click()
+    expect(row).to_have_attribute("aria-expanded", "false")
+    expect(row.get_by_test_id("jt-trial-row")).to_have_count(0)
+    assert errors == []
 
 
 def test_sidebar_in_notebook7(notebook7):

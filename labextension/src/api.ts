@@ -13,12 +13,15 @@ export type Phase =
   | 'Restarting'
   | 'Succeeded'
   | 'Failed'
-  | 'Cancelled';
+  | 'Cancelled'
+  /** A sweep's pruner stopped the trial early: an outcome of the search, not a failure. */
+  | 'Pruned';
 
 export const FINISHED_PHASES: ReadonlySet<string> = new Set([
   'Succeeded',
   'Failed',
-  'Cancelled'
+  'Cancelled',
+  'Pruned'
 ]);
 
 export interface Job {
@@ -43,6 +46,8 @@ export interface Job {
   /** The run's params (notebook values the cell read, the magic's flags, log_params()). */
   params?: Record<string, unknown>;
   tags?: Record<string, unknown>;
+  /** The id of the sweep this job is a trial of (`%%train_sweep`). */
+  sweep?: string | null;
 }
 
 export interface JobDetail extends Job {
@@ -66,6 +71,66 @@ export interface JobQuery {
   notebook?: string;
   /** `created` (newest first), `metrics.NAME` or `params.NAME`; a leading `-` sorts descending. */
   sort?: string;
+  /** Only this sweep's trials (its id or name). */
+  sweep?: string;
+}
+
+/** One trial of a sweep as its driver recorded it (its job has the live phase). */
+export interface SweepTrial {
+  job: string | null;
+  name: string;
+  phase: Phase;
+  /** The trial's objective (its last or best reported value), once it succeeded. */
+  value: number | null;
+  params: Record<string, unknown>;
+  message?: string;
+}
+
+export interface SweepParam {
+  name: string;
+  kind: 'uniform' | 'loguniform' | 'int' | 'choice';
+  args: unknown[];
+}
+
+/** A `%%train_sweep`: an Optuna search whose every trial is a job. */
+export interface Sweep {
+  id: string;
+  name: string;
+  phase: Phase;
+  message: string;
+  notebook: string | null;
+  created: string | null;
+  finished: string | null;
+  /** The magic's flags (empty for a sweep refused before it started). */
+  options: {
+    metric?: string;
+    direction?: 'minimize' | 'maximize';
+    trials?: number;
+    parallel?: number;
+    sampler?: string;
+    prune?: string;
+    params?: SweepParam[];
+  };
+  /** Trial number (as text) -> its outcome so far. */
+  trials: Record<string, SweepTrial>;
+  best: {
+    trial: number;
+    job: string;
+    name: string;
+    value: number;
+    params: Record<string, unknown>;
+  } | null;
+  /** Trials not ended, and ended (any final phase). */
+  running: number;
+  done: number;
+  /** Running, but the kernel that drives it is gone (`--resume` continues it). */
+  stopped: boolean;
+}
+
+export interface SweepDetail extends Sweep {
+  cell: string;
+  /** The trials' jobs, oldest first. */
+  jobs: Job[];
 }
 
 /** A job's metrics and, per rank, how many points the server stored. */
@@ -168,6 +233,7 @@ export interface JobEvent {
 export type ServerMessage =
   | { type: 'jobs'; jobs: Job[] }
   | { type: 'job'; job: Job }
+  | { type: 'sweep'; sweep: Sweep }
   | { type: 'event'; job_id: string; event: JobEvent };
 
 /** A failed call: the HTTP status, the server's message, and the flag at fault (400s). */
@@ -252,6 +318,21 @@ export class TrainingApi {
       query.push(`objective=${encodeURIComponent(`${objective.metric}:${objective.mode}`)}`);
     }
     return this._json(`compare?${query.join('&')}`);
+  }
+
+  /** Sweeps, newest first. */
+  async listSweeps(limit = 100): Promise<Sweep[]> {
+    const body = await this._json<{ sweeps: Sweep[] }>(`sweeps?limit=${limit}`);
+    return body.sweeps;
+  }
+
+  getSweep(id: string): Promise<SweepDetail> {
+    return this._json(`sweeps/${encodeURIComponent(id)}`);
+  }
+
+  /** Start no more trials and stop the running ones. */
+  cancelSweep(id: string): Promise<Sweep> {
+    return this._json(`sweeps/${encodeURIComponent(id)}/cancel`, { method: 'POST' });
   }
 
   cluster(): Promise<ClusterInfo> {

@@ -1,5 +1,5 @@
 /** Small display helpers shared by the components. */
-import { Job } from './api';
+import { Job, Sweep } from './api';
 
 export function formatDuration(seconds: number): string {
   const s = Math.max(0, Math.floor(seconds));
@@ -9,8 +9,11 @@ export function formatDuration(seconds: number): string {
   return h ? `${h}:${pad(m)}:${pad(s % 60)}` : `${m}:${pad(s % 60)}`;
 }
 
-/** Run time so far (or in total once finished); empty before the job starts. */
-export function elapsed(job: Job, now: number): string {
+/** Run time so far (or in total once finished); empty before the job (or sweep) starts. */
+export function elapsed(
+  job: { created: string | null; started?: string | null; finished: string | null },
+  now: number
+): string {
   const start = job.started ?? job.created;
   if (!start) {
     return '';
@@ -41,4 +44,49 @@ export function describeResources(job: Job): string {
 /** Ranks in the job: workers × processes per worker. */
 export function worldSize(job: Job): number {
   return job.world_size ?? job.workers;
+}
+
+/** Four significant digits without trailing zeros: 0.01, 1.235, 12000. */
+export function formatShort(value: number): string {
+  return String(Number(value.toPrecision(4)));
+}
+
+/** `lr=0.01 · layers=3`: a trial's searched values. */
+export function formatParams(params: Record<string, unknown> | undefined): string {
+  return Object.entries(params ?? {})
+    .map(([name, value]) => `${name}=${typeof value === 'number' ? formatShort(value) : value}`)
+    .join(' · ');
+}
+
+/** How many trials the sweep runs: `--trials`, or fewer when a grid has fewer points. */
+export function sweepSize(sweep: Sweep): number {
+  const trials = sweep.options.trials ?? Object.keys(sweep.trials).length;
+  if (sweep.options.sampler !== 'grid' || !sweep.options.params) {
+    return trials;
+  }
+  const points = sweep.options.params.reduce((product, param) => {
+    if (param.kind === 'choice') {
+      return product * param.args.length;
+    }
+    const [low, high, step = 1] = param.args as number[];
+    return product * (Math.floor((high - low) / step) + 1);
+  }, 1);
+  return Math.min(trials, points);
+}
+
+/** `best loss 0.031 (t5)`, or '' while no trial has succeeded. */
+export function describeBest(sweep: Sweep): string {
+  const { best } = sweep;
+  if (!best || typeof best.value !== 'number') {
+    return '';
+  }
+  return `best ${sweep.options.metric ?? 'value'} ${formatShort(best.value)} (t${best.trial})`;
+}
+
+/** A trial job's number within its sweep (its `trial` tag, else its name's `-tN`). */
+export function trialNumber(job: Job): number {
+  const tag = job.tags?.trial;
+  const text = typeof tag === 'string' || typeof tag === 'number' ? String(tag) : '';
+  const number = parseInt(text || (job.name.match(/-t(\d+)$/)?.[1] ?? ''), 10);
+  return Number.isNaN(number) ? Number.MAX_SAFE_INTEGER : number;
 }

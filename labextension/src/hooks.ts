@@ -2,7 +2,7 @@
 import { ISignal } from '@lumino/signaling';
 import { useCallback, useEffect, useMemo, useState } from 'react';
 
-import { Job, JobEventStream, ServerMessage, StreamState, TrainingApi } from './api';
+import { Job, JobEventStream, ServerMessage, StreamState, Sweep, TrainingApi } from './api';
 
 /** Call `handler` for every emission of `signal` while mounted. */
 export function useSignal<S, T>(
@@ -50,7 +50,7 @@ export function useEventStream(api: TrainingApi, enabled: boolean): JobEventStre
   return stream;
 }
 
-function newestFirst(a: Job, b: Job): number {
+function newestFirst(a: Job | Sweep, b: Job | Sweep): number {
   return Date.parse(b.created ?? '') - Date.parse(a.created ?? '') || b.id.localeCompare(a.id);
 }
 
@@ -65,6 +65,39 @@ export function useJobs(stream: JobEventStream | null): Job[] {
   }, []);
   useSignal(stream?.messages ?? null, onMessage);
   return useMemo(() => [...jobs.values()].sort(newestFirst), [jobs]);
+}
+
+/**
+ * Every sweep, newest first: asked of the server whenever the stream (re)connects (its
+ * first message, the job list), then kept current by the stream's sweep messages.
+ */
+export function useSweeps(api: TrainingApi, stream: JobEventStream | null): Sweep[] {
+  const [sweeps, setSweeps] = useState<ReadonlyMap<string, Sweep>>(new Map());
+  const merge = useCallback(
+    (changed: Sweep[]) =>
+      setSweeps(known => new Map([...known, ...changed.map(sweep => [sweep.id, sweep] as const)])),
+    []
+  );
+  const refetch = useCallback(() => {
+    api.listSweeps().then(merge, () => undefined); // an older server has no sweeps
+  }, [api, merge]);
+  useEffect(() => {
+    if (stream) {
+      refetch();
+    }
+  }, [stream, refetch]);
+  const onMessage = useCallback(
+    (_: JobEventStream, message: ServerMessage) => {
+      if (message.type === 'jobs') {
+        refetch();
+      } else if (message.type === 'sweep') {
+        merge([message.sweep]);
+      }
+    },
+    [refetch, merge]
+  );
+  useSignal(stream?.messages ?? null, onMessage);
+  return useMemo(() => [...sweeps.values()].sort(newestFirst), [sweeps]);
 }
 
 /** The stream's connection state, for the "live / reconnecting" label. */

@@ -20,7 +20,15 @@ export const NO_FILTER: JobFilter = {
   descending: false
 };
 
-const PHASES: Phase[] = ['Pending', 'Running', 'Restarting', 'Succeeded', 'Failed', 'Cancelled'];
+const PHASES: Phase[] = [
+  'Pending',
+  'Running',
+  'Restarting',
+  'Succeeded',
+  'Failed',
+  'Cancelled',
+  'Pruned'
+];
 /** Jobs one filtered listing shows. */
 const FILTERED_LIMIT = 200;
 const DEBOUNCE_MS = 250;

@@ -1,7 +1,7 @@
 import React, { useCallback, useEffect, useState } from 'react';
 
-import { TrainingApi } from '../api';
-import { useEventStream, useJobs, useStreamState } from '../hooks';
+import { Job, TrainingApi } from '../api';
+import { useEventStream, useJobs, useStreamState, useSweeps } from '../hooks';
 import { NotebookBridge } from '../notebook';
 import { handshake, Handshake } from '../version';
 import { Banner } from './Banner';
@@ -29,6 +29,35 @@ function useSelection(): [string[], (id: string, on: boolean) => void, () => voi
   return [selected, toggle, () => setSelected([])];
 }
 
+/** Sweeps opened in the list (kept while a trial's details are shown). */
+function useExpanded(): [ReadonlySet<string>, (id: string, open: boolean) => void] {
+  const [expanded, setExpanded] = useState<ReadonlySet<string>>(new Set());
+  const toggle = useCallback(
+    (id: string, open: boolean) =>
+      setExpanded(ids => {
+        const next = new Set(ids);
+        if (open) {
+          next.add(id);
+        } else {
+          next.delete(id);
+        }
+        return next;
+      }),
+    []
+  );
+  return [expanded, toggle];
+}
+
+/** Trial jobs fetched for opened sweeps: older than the stream's list, still openable. */
+function useFetchedTrials(): [ReadonlyMap<string, Job>, (jobs: Job[]) => void] {
+  const [trials, setTrials] = useState<ReadonlyMap<string, Job>>(new Map());
+  const add = useCallback(
+    (jobs: Job[]) => setTrials(known => new Map([...known, ...jobs.map(j => [j.id, j] as const)])),
+    []
+  );
+  return [trials, add];
+}
+
 /** The sidebar: banner, launch form, filters and jobs; or one job's details; or runs compared. */
 export function TrainingPanel({
   api,
@@ -48,13 +77,17 @@ export function TrainingPanel({
   const stream = useEventStream(api, usable);
   const streamState = useStreamState(stream);
   const jobs = useJobs(stream);
+  const sweeps = useSweeps(api, stream);
   const [filter, setFilter] = useState<JobFilter>(NO_FILTER);
   const listed = useFilteredJobs(api, jobs, filter);
   const [selected, toggle, clearSelection] = useSelection();
+  const [expanded, expand] = useExpanded();
+  const [trialJobs, addTrialJobs] = useFetchedTrials();
   const [view, setView] = useState<View>({ kind: 'list' });
   const known = (id: string) =>
     jobs.find(candidate => candidate.id === id) ??
-    listed.jobs.find(candidate => candidate.id === id);
+    listed.jobs.find(candidate => candidate.id === id) ??
+    trialJobs.get(id);
   const job = view.kind === 'job' ? known(view.id) : undefined;
   const comparing = view.kind === 'compare' ? view.ids : null;
   const showList = !job && !comparing;
@@ -109,11 +142,17 @@ export function TrainingPanel({
             </div>
           )}
           <JobList
+            api={api}
             jobs={listed.jobs}
+            // Filtered or sorted, trials are runs like any other: listed flat.
+            sweeps={isFiltered(filter) ? [] : sweeps}
             selected={new Set(selected)}
+            expanded={expanded}
             empty={isFiltered(filter) ? 'No jobs match the filters.' : undefined}
             onOpen={id => setView({ kind: 'job', id })}
             onSelect={toggle}
+            onExpand={expand}
+            onTrialJobs={addTrialJobs}
           />
         </>
       )}
