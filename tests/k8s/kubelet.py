@@ -73,6 +73,24 @@ def on_loopback(
 
 def run_pods_like_a_kubelet(kube: KubeEmulator, job: Any, root: Path, ns: str = "default") -> None:
     """Run every pod's container as a local process: ConfigMap files mounted, pod env set."""
+    processes = start_pods(kube, job, root, ns)
+    job.run_all()
+    job.mark_running()
+    for rank, process in zip(job.ranks(), processes, strict=True):
+        out, _ = process.communicate(timeout=120)
+        job.log(rank, out)
+        job.exit(rank, process.returncode)
+    if all(p.returncode == 0 for p in processes):
+        job.succeed()
+    else:
+        job.fail("a replica failed")
+
+
+def start_pods(
+    kube: KubeEmulator, job: Any, root: Path, ns: str = "default"
+) -> list[subprocess.Popen]:
+    """Start every pod's container as a local process (ConfigMap files mounted under
+    ``root``, pod env set), in rank order; their output (stdout and stderr) is a pipe."""
     pods = [job.pod(rank) for rank in job.ranks()]
     configmap = kube.get("configmaps", ns, f"{job.name}-payload")
     mount = root / "opt"
@@ -112,16 +130,7 @@ def run_pods_like_a_kubelet(kube: KubeEmulator, job: Any, root: Path, ns: str = 
                 stderr=subprocess.STDOUT,
             )
         )
-    job.run_all()
-    job.mark_running()
-    for rank, process in zip(job.ranks(), processes, strict=True):
-        out, _ = process.communicate(timeout=120)
-        job.log(rank, out)
-        job.exit(rank, process.returncode)
-    if all(p.returncode == 0 for p in processes):
-        job.succeed()
-    else:
-        job.fail("a replica failed")
+    return processes
 
 
 def free_ports(count: int) -> list[int]:
