@@ -62,6 +62,7 @@ def test_two_hundred_jobs_leak_nothing(settings, tmp_path, monkeypatch):
     assert after[1] <= before[1], "listening sockets leaked"
     assert list(scratch.iterdir()) == [], "temp files leaked"
     expected = {"payload.bin", "events.jsonl", "supervisor.log", "rank-0.log", "rank-1.log"}
+    expected.add("stop.json")  # how a cancel asked the job to end
     for job_dir in Path(settings.store_dir, "jobs").iterdir():
         assert {p.name for p in job_dir.iterdir()} <= expected, job_dir
 
