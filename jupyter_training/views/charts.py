@@ -36,8 +36,10 @@ def svg_chart(
     width: int = 300,
     height: int = 110,
     legend: bool = False,
+    x_label: str = "step",
 ) -> str:
-    """An SVG chart titled ``title`` of ``(label, xs, ys)`` series, each in its own color."""
+    """An SVG chart titled ``title`` of ``(label, xs, ys)`` series, each in its own color;
+    the x axis is labelled ``x_label`` (at its last value)."""
     lines = []
     for label, xs, ys in series:
         points = [(x, y) for x, y in zip(xs, ys, strict=True) if y is not None and math.isfinite(y)]
@@ -69,9 +71,9 @@ def svg_chart(
         f"<svg width='{width}' height='{height}' style='margin-right:8px;background:#fafafa'>"
         f"<text x='{pad}' y='12' font-size='11'>{html.escape(title)} {subtitle}</text>"
         f"<text x='{width - pad}' y='{height - 4}' font-size='9' text-anchor='end'>"
-        f"step {x1:g}</text>"
+        f"{html.escape(x_label)} {x1:g}</text>"
         f"<text x='2' y='{pad + 4}' font-size='9'>{y1:.3g}</text>"
-        f"<text x='2' y='{height - pad}' font-size='9'>{y0:.3g}</text>"
+        f"<text x='2' y='{height - 4}' font-size='9'>{y0:.3g}</text>"
         + "".join(polylines)
         + "</svg>"
     )

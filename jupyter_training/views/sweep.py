@@ -264,6 +264,7 @@ def objective_chart(state: SweepState) -> str:
         width=420,
         height=140,
         legend=True,
+        x_label="trial",
     )
 
 
