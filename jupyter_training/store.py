@@ -284,7 +284,7 @@ class JobStore:
         if not self.path.exists():
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")  # persistent: set once per database file
+            _use_wal(db)
             # One writer at a time creates and migrates the schema: two kernels opening a
             # new store at once would otherwise both add the same column.
             db.executescript("BEGIN IMMEDIATE;\n" + _SCHEMA)
@@ -790,6 +790,21 @@ def _from_row(row: sqlite3.Row) -> JobRecord:
         data[key] = json.loads(data[key]) if data[key] is not None else None
     data["spec"] = JobSpec.from_record(data["spec"] or {})
     return JobRecord(**data)
+
+
+def _use_wal(db: sqlite3.Connection, wait: float = 30.0) -> None:
+    """Put the database in WAL mode (persistent: once per file). Switching needs the file to
+    itself and SQLite's busy timeout does not cover it, so openers of a new store retry."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _sweep_from_row(row: sqlite3.Row) -> SweepRecord:
