@@ -8,7 +8,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .runtime import artifacts_dir, is_main, local_rank, log_params, rank, report, world_size
+from .runtime import (
+    Checkpoint,
+    artifacts_dir,
+    checkpoint_dir,
+    is_main,
+    latest_checkpoint,
+    local_rank,
+    log_params,
+    rank,
+    report,
+    restart_count,
+    save_checkpoint,
+    world_size,
+)
 
 if TYPE_CHECKING:
     from .client import TrainingClient
@@ -16,19 +29,24 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 __all__ = [
+    "Checkpoint",
     "JobSpec",
     "SpecError",
     "TrainingClient",
     "__version__",
     "artifacts_dir",
+    "checkpoint_dir",
     "is_main",
+    "latest_checkpoint",
     "load_ipython_extension",
     "local_rank",
     "log_params",
     "rank",
     "report",
+    "restart_count",
     "run",
     "runs",
+    "save_checkpoint",
     "world_size",
 ]
 

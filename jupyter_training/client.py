@@ -19,11 +19,12 @@ from typing import Any
 from .backends import make_backend
 from .backends.base import Backend, SubmitError
 from .capture import CaptureError, capture_cell
-from .events import CANCELLED, FAILED, Event, phase_event
+from .events import CANCELLED, FAILED, SUCCEEDED, Event, phase_event
 from .runtime.payload import Payload
 from .settings import TrainingSettings, load_settings
 from .spec import JobSpec, SpecError, secret_values
 from .store import JobRecord, JobStore, new_job_id, pending_record
+from .tracking.params import FLAG_PARAMS as _FLAG_PARAMS
 from .tracking.params import notebook_params
 from .tracking.query import backfill_local, run_rows
 
@@ -117,6 +118,78 @@ class TrainingClient:
         self.store.merge(record.id, "params", values, keep_existing=True, override=flags)
         record.params = {**flags, **values}
         return record
+
+    def resume(
+        self,
+        ref: str,
+        changes: Mapping[str, Any] | None = None,
+        cell: str | None = None,
+        namespace: Mapping[str, Any] | None = None,
+        *,
+        hidden: Iterable[str] = (),
+        history: Iterable[str] = (),
+        notebook: str | None = None,
+    ) -> JobRecord:
+        """A new job that carries on from the failed or cancelled job ``ref`` (id, prefix or
+        name): its recorded cell (or ``cell``) and spec with ``changes``, in the same
+        checkpoint lineage, so ``latest_checkpoint()`` finds where it stopped."""
+        from .tracking.query import resolve
+
+        parent = resolve(self.store, ref)
+        if not parent.is_terminal:
+            parent = self.get(parent.id)
+        if parent.phase == SUCCEEDED:
+            raise SpecError(
+                "%train_resume",
+                f"job {parent.id} ({parent.name}) succeeded: there is nothing to resume "
+                "(run it again with %%train_distributed)",
+            )
+        if not parent.is_terminal:
+            raise SpecError(
+                "%train_resume",
+                f"job {parent.id} ({parent.name}) is {parent.phase}: wait for it, or "
+                f"%train_cancel {parent.id} first",
+            )
+        lineage = parent.lineage or parent.id
+        spec = parent.spec.replace(
+            **{"name": parent.name, **(changes or {})},
+            sweep=None,
+            parent=parent.id,
+            lineage=lineage,
+        )
+        notebook = notebook or parent.notebook
+        recorded = self._recorded_payload(parent)
+        if cell is None and recorded is not None:
+            # The same cell: the values it was captured with, even after a kernel restart.
+            params = {k: v for k, v in (parent.params or {}).items() if k not in _FLAG_PARAMS}
+            return self.submit_payload(
+                spec,
+                recorded,
+                parent.cell,
+                params=params,
+                notebook=notebook,
+                workdir=parent.workdir,
+            )
+        return self.submit(
+            spec,
+            parent.cell if cell is None else cell,
+            namespace,
+            hidden=hidden,
+            history=history,
+            notebook=notebook,
+            workdir=parent.workdir,
+        )
+
+    def _recorded_payload(self, record: JobRecord) -> Payload | None:
+        """The payload a local job ran with, if its files are still there."""
+        if record.backend != "local":
+            return None
+        backend = self.backend("local")
+        path = backend.files(record.id).payload  # type: ignore[attr-defined]
+        try:
+            return Payload.read(path)
+        except (OSError, ValueError):
+            return None
 
     def capture(
         self,

@@ -25,7 +25,17 @@ TERMINAL_PHASES = frozenset({SUCCEEDED, FAILED, CANCELLED, PRUNED})
 STOP_PHASES = {CANCELLED: "cancelled by user", PRUNED: "pruned by the sweep"}
 
 #: Event kinds, in the order a job usually produces them.
-KINDS = ("phase", "worker", "log", "params", "context", "error", "report", "result")
+KINDS = (
+    "phase",
+    "worker",
+    "log",
+    "params",
+    "context",
+    "error",
+    "report",
+    "checkpoint",
+    "result",
+)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -65,9 +65,10 @@ def spec_args(func: Callable[..., Any]) -> Callable[..., Any]:
         argument(
             "-w",
             "--workers",
-            type=int,
-            default=2,
-            help="Number of worker processes / pods (default: 2).",
+            default="2",
+            metavar="N|MIN:MAX",
+            help="Number of worker processes / pods (default: 2); MIN:MAX runs elastic "
+            "(PyTorch): the job goes on with the survivors while MIN remain.",
         ),
         argument("-g", "--gpus", type=int, default=0, help="GPUs per worker (default: 0)."),
         argument(
@@ -103,8 +104,9 @@ def spec_args(func: Callable[..., Any]) -> Callable[..., Any]:
         argument(
             "--max-restarts",
             type=int,
-            default=0,
-            help="Restart the whole group up to N times after a failure (default: 0).",
+            default=None,
+            help="Restart the whole group up to N times after a failure (default: 0; "
+            "MAX-MIN for --workers MIN:MAX).",
         ),
         argument(
             "--timeout", type=float, default=None, help="Fail the job after this many seconds."
@@ -176,6 +178,12 @@ def cluster_args(func: Callable[..., Any]) -> Callable[..., Any]:
             default=[],
             metavar="CLAIM:PATH",
             help="PersistentVolumeClaim to mount at PATH in every worker (k8s, repeatable).",
+        ),
+        argument(
+            "--checkpoint",
+            default=None,
+            metavar="CLAIM:PATH",
+            help="Where checkpoint_dir() lives on the cluster (k8s; default: the first --volume).",
         ),
     ]
     for decorate in reversed(decorators):
@@ -395,6 +403,49 @@ class TrainingMagics(Magics):
             raise UsageError(str(err)) from None
         return self._run_sweep(sweep, args.progress)
 
+    @magic_arguments()
+    @argument("job_id", help="The failed or cancelled job (id, prefix or name) to carry on.")
+    @spec_args
+    @cluster_args
+    @output_args
+    @run_args
+    @line_cell_magic
+    def train_resume(self, line: str, cell: str | None = None) -> None:
+        """Carry on a failed or cancelled job: a new job with its recorded cell and flags
+        (flags given here override them; a cell given here replaces its cell), in the same
+        checkpoint lineage, so ``latest_checkpoint()`` returns where it stopped."""
+        args = parse_argstring(self.train_resume, line)
+        given = _given_flags(self.train_resume, line)
+        try:
+            full = self._job_spec(args).to_dict()
+            changes = {field: full[field] for dest in given for field in _SPEC_FIELDS_OF[dest]}
+            if "workers" in given and "max_restarts" not in given:
+                changes["max_restarts"] = full["max_restarts"]  # elastic: MAX-MIN
+            record = self.client.resume(
+                args.job_id,
+                changes,
+                cell if cell and cell.strip() else None,
+                self.shell.user_ns,
+                hidden=self._hidden_names(),
+                history=self._history(),
+                notebook=_notebook_path(self.shell),
+            )
+        except (JobNotFound, CaptureError, SubmitError, SpecError) as err:
+            raise UsageError(str(err)) from None
+        except KeyboardInterrupt:
+            print("[jupyter-training] interrupted: cancelling job being launched", flush=True)
+            raise
+        print(
+            f"[{record.name}] resuming job {record.parent_id} as {record.id} "
+            f"(checkpoints of lineage {record.lineage})",
+            flush=True,
+        )
+        if args.detach:
+            TextJobView(record).show_submitted()
+            print(f"[{record.name}] detached; watch with %train_attach {record.id}")
+            return
+        self._wait(record, args.progress)
+
     def _run_sweep(self, sweep: Any, progress: str) -> dict[str, Any] | None:
         from .errors import SweepFailedError
         from .sweeps.driver import SweepDriver
@@ -443,16 +494,24 @@ class TrainingMagics(Magics):
 
     def _job_spec(self, args: Any) -> JobSpec:
         """The job the flags describe (raises ``SpecError``)."""
+        workers: int | str = args.workers
+        if isinstance(workers, str) and workers.strip().isdigit():
+            workers = int(workers)
+        max_restarts = args.max_restarts
+        if max_restarts is None:  # elastic jobs go on after losing up to MAX-MIN workers
+            low, sep, high = str(workers).partition(":")
+            elastic = sep and low.isdigit() and high.isdigit()
+            max_restarts = max(0, int(high) - int(low)) if elastic else 0
         return JobSpec(
             framework=args.framework,
-            workers=args.workers,
+            workers=workers,
             gpus=args.gpus,
             nproc_per_worker=args.nproc_per_worker,
             backend=args.backend or self.client.settings.backend,
             name=args.name,
             env=parse_env_assignments(args.env),
             secret_env=parse_secret_env(args.secret_env),
-            max_restarts=args.max_restarts,
+            max_restarts=max_restarts,
             timeout=args.timeout,
             files=args.files,
             cpu=args.cpu,
@@ -466,6 +525,7 @@ class TrainingMagics(Magics):
             pip=args.pip,
             queue=args.queue,
             volumes=args.volume,
+            checkpoint=args.checkpoint,
             out=_names(args.out),
             tags=parse_assignments("--tag", [_unquote(t) or "" for t in args.tag]),
             experiment=_unquote(args.experiment),
@@ -699,6 +759,59 @@ class TrainingMagics(Magics):
             return self.client.get(job_id)
         except JobNotFound as err:
             raise UsageError(str(err)) from None
+
+
+#: ``%train_resume`` flags (argparse dests) -> the JobSpec fields they set.
+_SPEC_FIELDS_OF = {
+    "workers": ("workers", "min_workers"),
+    "tag": ("tags",),
+    "volume": ("volumes",),
+    "env": ("env",),
+    "secret_env": ("secret_env",),
+    **{
+        name: (name,)
+        for name in (
+            "framework",
+            "gpus",
+            "nproc_per_worker",
+            "backend",
+            "name",
+            "max_restarts",
+            "timeout",
+            "experiment",
+            "files",
+            "cpu",
+            "memory",
+            "image",
+            "namespace",
+            "context",
+            "api",
+            "runtime",
+            "node_selector",
+            "pip",
+            "queue",
+            "checkpoint",
+            "out",
+        )
+    },
+}
+
+
+def _given_flags(magic: Callable[..., Any], line: str) -> set[str]:
+    """The argparse dests of the spec flags written on ``line`` (defaults are not changes)."""
+    import shlex
+
+    parser = magic.parser  # type: ignore[attr-defined]
+    try:
+        tokens = shlex.split(line)
+    except ValueError:
+        tokens = line.split()
+    given = set()
+    for action in parser._actions:
+        for option in action.option_strings:
+            if any(t == option or t.startswith(option + "=") for t in tokens):
+                given.add(action.dest)
+    return given & set(_SPEC_FIELDS_OF)
 
 
 def _notebook_path(shell: Any) -> str | None:

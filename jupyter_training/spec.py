@@ -91,6 +91,8 @@ class KubernetesOptions:
     pip: tuple[str, ...] = ()
     queue: str | None = None
     volumes: tuple[str, ...] = ()
+    #: ``--checkpoint CLAIM:PATH``: where checkpoint_dir() lives (default: the first volume).
+    checkpoint: str | None = None
     cpu: str | None = None
     memory: str | None = None
 
@@ -135,6 +137,8 @@ class KubernetesOptions:
                 )
         for volume in self.volumes:
             parse_volume(volume)
+        if self.checkpoint is not None:
+            parse_volume(self.checkpoint, "--checkpoint")
 
     @classmethod
     def from_dict(cls, data: object) -> KubernetesOptions:
@@ -182,6 +186,7 @@ class JobSpec:
     """
 
     framework: str = "pytorch"
+    #: Worker count; with ``min_workers`` (``--workers MIN:MAX``) the most, for elastic jobs.
     workers: int = 2
     gpus: int = 0
     #: Processes per worker (torchrun's --nproc-per-node); "auto" is one per GPU, else 1.
@@ -201,12 +206,18 @@ class JobSpec:
     tags: Mapping[str, str] = dataclasses.field(default_factory=dict)
     #: The sweep this job is a trial of (set by ``%%train_sweep``, not a flag).
     sweep: str | None = None
+    #: Elastic jobs (``--workers MIN:MAX``): the fewest workers the job goes on with.
+    min_workers: int | None = None
+    #: The job this one resumes (``%train_resume``), and the first job of that chain, whose
+    #: id names the checkpoint directory they share (set by the client, not flags).
+    parent: str | None = None
+    lineage: str | None = None
     kubernetes: KubernetesOptions = dataclasses.field(default_factory=KubernetesOptions)
 
     def __init__(
         self,
         framework: str = "pytorch",
-        workers: int = 2,
+        workers: int | str = 2,
         gpus: int = 0,
         nproc_per_worker: int | str = 1,
         backend: str = "local",
@@ -220,6 +231,9 @@ class JobSpec:
         experiment: str | None = None,
         tags: Mapping[str, str] | None = None,
         sweep: str | None = None,
+        min_workers: int | None = None,
+        parent: str | None = None,
+        lineage: str | None = None,
         kubernetes: KubernetesOptions | Mapping[str, Any] | None = None,
         **kubernetes_settings: Any,
     ) -> None:
@@ -252,6 +266,9 @@ class JobSpec:
             "experiment": experiment,
             "tags": {} if tags is None else tags,
             "sweep": sweep,
+            "min_workers": min_workers,
+            "parent": parent,
+            "lineage": lineage,
             "kubernetes": kubernetes,
         }
         for key, value in values.items():
@@ -276,7 +293,32 @@ class JobSpec:
         object.__setattr__(self, "framework", framework.name)
         if self.backend not in BACKENDS:  # plug-ins: read the entry points only then (~90 ms)
             _check_choice("--backend", self.backend, backend_names())
+        if isinstance(self.workers, str) and ":" in self.workers:  # --workers MIN:MAX
+            low, _, high = self.workers.partition(":")
+            try:
+                workers, least = int(high), int(low)
+            except ValueError:
+                raise SpecError(
+                    "--workers", f"{self.workers!r} is not N or MIN:MAX (e.g. --workers 2:4)"
+                ) from None
+            object.__setattr__(self, "workers", workers)
+            object.__setattr__(self, "min_workers", least)
         _check_int("--workers", self.workers, minimum=1, example="--workers 2")
+        if self.min_workers is not None:
+            _check_int("--workers", self.min_workers, minimum=1, example="--workers 2:4")
+            if self.min_workers > self.workers:
+                raise SpecError(
+                    "--workers",
+                    f"{self.min_workers}:{self.workers}: MIN must not be more than MAX "
+                    "(e.g. --workers 2:4)",
+                )
+            if not framework.elastic:
+                elastic = [f.name for f in frameworks.all_frameworks() if f.elastic]
+                raise SpecError(
+                    "--workers",
+                    f"MIN:MAX (elastic) is not supported for {framework.name}; "
+                    f"it is for {', '.join(elastic)}",
+                )
         _check_int("--gpus", self.gpus, minimum=0, example="--gpus 1")
         object.__setattr__(self, "nproc_per_worker", _nproc(self.nproc_per_worker, self.gpus))
         _check_int("--max-restarts", self.max_restarts, minimum=0, example="--max-restarts 3")
@@ -295,10 +337,10 @@ class JobSpec:
             if not isinstance(path, str) or not path or "\x00" in path:
                 raise SpecError("--files", f"{path!r} is not a file path")
         _check_tags(self.tags)
-        if self.sweep is not None and not (
-            isinstance(self.sweep, str) and _DNS1123_LABEL.match(self.sweep)
-        ):
-            raise SpecError("sweep", f"{self.sweep!r} is not a sweep id")
+        for field in ("sweep", "parent", "lineage"):
+            value = getattr(self, field)
+            if value is not None and not (isinstance(value, str) and _DNS1123_LABEL.match(value)):
+                raise SpecError(field, f"{value!r} is not a job or sweep id")
         if self.experiment is not None and (
             not isinstance(self.experiment, str)
             or not self.experiment.strip()
@@ -404,12 +446,12 @@ class JobSpec:
 GENERAL_FIELDS = tuple(f.name for f in dataclasses.fields(JobSpec) if f.name != "kubernetes")
 
 
-def parse_volume(value: object) -> tuple[str, str]:
-    """``CLAIM:/mount/path`` -> (claim, path); raises ``SpecError('--volume')``."""
+def parse_volume(value: object, flag: str = "--volume") -> tuple[str, str]:
+    """``CLAIM:/mount/path`` -> (claim, path); raises ``SpecError(flag)``."""
     claim, sep, path = value.partition(":") if isinstance(value, str) else ("", "", "")
     if not sep or not _DNS1123_SUBDOMAIN.match(claim) or not path.startswith("/"):
         raise SpecError(
-            "--volume",
+            flag,
             f"{value!r} is not CLAIM:/absolute/path, the name of a "
             "PersistentVolumeClaim and where to mount it (for example work:/mnt/work)",
         )

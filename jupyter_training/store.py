@@ -103,7 +103,7 @@ CREATE TABLE IF NOT EXISTS sweeps (
 CREATE INDEX IF NOT EXISTS sweeps_created ON sweeps (created DESC);
 """
 
-_JSON_FIELDS = ("spec", "failure", "metrics", "params", "tags", "context")
+_JSON_FIELDS = ("spec", "failure", "metrics", "params", "tags", "context", "checkpoints")
 #: Columns added after the first release, with their SQL types (added on open).
 _ADDED_COLUMNS = {
     "metrics": "TEXT",
@@ -113,6 +113,9 @@ _ADDED_COLUMNS = {
     "artifacts": "TEXT",
     "sweep": "TEXT",
     "history_done": "INTEGER NOT NULL DEFAULT 0",
+    "parent_id": "TEXT",
+    "lineage": "TEXT",
+    "checkpoints": "TEXT",
 }
 #: Columns :meth:`JobStore.run_rows` reads: enough for a runs table, never the cell or spec.
 RUN_COLUMNS = (
@@ -128,6 +131,7 @@ RUN_COLUMNS = (
     "started",
     "finished",
     "sweep",
+    "parent_id",
     "params",
     "metrics",
     "tags",
@@ -170,6 +174,12 @@ class JobRecord:
     sweep: str | None = None
     #: 1 once a follower has stored the job's whole metric history.
     history_done: int = 0
+    #: The job this one resumed (``%train_resume``), if any.
+    parent_id: str | None = None
+    #: The first job of the resume chain: it names the checkpoint directory they share.
+    lineage: str | None = None
+    #: ``save_checkpoint()`` calls seen: ``[{"step", "time"}]``, oldest first.
+    checkpoints: list[dict[str, Any]] | None = None
     attempt: int = 0
     supervisor_pid: int | None = None
     supervisor_start: str | None = None
@@ -211,6 +221,9 @@ class JobRecord:
             "params": self.params or {},
             "tags": self.tags or {},
             "sweep": self.sweep,
+            "parent_id": self.parent_id,
+            "lineage": self.lineage or self.id,
+            "checkpoints": self.checkpoints or [],
             "message": self.message,
             "attempt": self.attempt,
             "notebook": self.notebook,
@@ -426,6 +439,35 @@ class JobStore:
             db.execute(f"UPDATE jobs SET {column} = ? WHERE id = ?", (json.dumps(merged), job_id))
             db.execute("COMMIT")
         self._announce(job_id)
+
+    def add_checkpoints(self, job_id: str, marks: list[dict[str, Any]]) -> None:
+        """Record ``save_checkpoint()`` calls (``{"step", "time"}``), each once."""
+        if not marks:
+            return
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute("SELECT checkpoints FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                db.execute("ROLLBACK")
+                return
+            present = json.loads(row[0] or "null") or []
+            seen = {(m["step"], m["time"]) for m in present}
+            present += [m for m in marks if (m["step"], m["time"]) not in seen]
+            present.sort(key=lambda m: m["time"])
+            db.execute(
+                "UPDATE jobs SET checkpoints = ? WHERE id = ?", (json.dumps(present), job_id)
+            )
+            db.execute("COMMIT")
+        self._announce(job_id)
+
+    def lineage_jobs(self, lineage: str) -> list[JobRecord]:
+        """Every job of a resume chain (the first job's id names it), oldest first."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT * FROM jobs WHERE lineage = ? OR id = ? ORDER BY created",
+                (lineage, lineage),
+            ).fetchall()
+        return [_from_row(row) for row in rows]
 
     # -- metric history ---------------------------------------------------------------------------
 
@@ -760,6 +802,8 @@ def pending_record(job_id: str, spec: JobSpec, cell: str, **fields: Any) -> JobR
     fields.setdefault("params", flag_params(spec))
     fields.setdefault("tags", dict(spec.tags))
     fields.setdefault("sweep", spec.sweep)
+    fields.setdefault("parent_id", spec.parent)
+    fields.setdefault("lineage", spec.lineage or job_id)  # a resumed job keeps its parent's
     context = {"cell_sha256": cell_hash(cell), "notebook": fields.get("notebook")}
     fields["context"] = {**context, **(fields.get("context") or {})}
     return JobRecord(

@@ -56,6 +56,7 @@ class PyTorch(Framework):
     default_image = "docker.io/pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime"
     reserved_env = frozenset(TORCHRUN_ENV) - {"TORCH_NCCL_ASYNC_ERROR_HANDLING"} | set(PET_ENV)
     fast_exit_modules = ("torch",)
+    elastic = True
     env_aliases = {
         "RANK": ("PET_NODE_RANK",),
         "WORLD_SIZE": ("PET_NNODES",),

@@ -21,6 +21,8 @@ _ALWAYS = ("framework", "workers", "gpus", "nproc_per_worker", "backend")
 #: Flags that are params when given (their default says nothing).
 _WHEN_SET = ("max_restarts", "timeout")
 _KUBERNETES_WHEN_SET = ("image", "cpu", "memory", "api", "runtime")
+#: Every name a flag param may have (the rest of a run's params are notebook values).
+FLAG_PARAMS = frozenset((*_ALWAYS, *_WHEN_SET, *_KUBERNETES_WHEN_SET))
 _SECRET_NAME = re.compile(r"token|secret|passw|api_?key|credential|private_?key", re.IGNORECASE)
 
 

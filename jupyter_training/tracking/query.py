@@ -29,6 +29,7 @@ BASE_COLUMNS = (
     "created",
     "duration",
     "sweep",
+    "parent_id",
 )
 _INDEX = {name: i for i, name in enumerate(RUN_COLUMNS)}
 _NESTED = ("params", "metrics", "tags")

@@ -49,6 +49,7 @@ class RunRecorder:
         self._final: dict[str, tuple[float | None, int]] = {}  # rank 0: (value, count)
         self._final_changed = False
         self._params: dict[str, Any] = {}
+        self._checkpoints: list[dict[str, Any]] = []
         self._context: dict[str, Any] = {}
         self._last_flush = time.monotonic()
         self._exporting = False
@@ -63,6 +64,8 @@ class RunRecorder:
                 self._on_report(event)
             elif event.kind == "params":
                 self._params.update(event.data.get("params") or {})
+            elif event.kind == "checkpoint":
+                self._checkpoints.append({"step": event.data.get("step"), "time": event.time})
             elif event.kind == "context":
                 self._context.update(
                     versions=event.data.get("versions") or {}, worker_host=event.data.get("host")
@@ -107,7 +110,8 @@ class RunRecorder:
                 self.flush()
 
     def _pending(self) -> bool:
-        return bool(self._points or self._params or self._context or self._final_changed) or any(
+        waiting = self._points or self._params or self._context or self._checkpoints
+        return bool(waiting or self._final_changed) or any(
             self._counts[key] != written[0] for key, written in self._written.items()
         )
 
@@ -150,6 +154,9 @@ class RunRecorder:
         if self._context:
             self.store.merge(self.job_id, "context", self._context)
             self._context = {}
+        if self._checkpoints:
+            self.store.add_checkpoints(self.job_id, self._checkpoints)
+            self._checkpoints = []
         if self._final_changed:
             self.store.set_final_metrics(self.job_id, dict(self._final))
             self._final_changed = False

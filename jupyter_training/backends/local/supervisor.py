@@ -35,6 +35,7 @@ from ...events import (
 )
 from ...frameworks import COMMON_ENV, Placement
 from ...runtime import records
+from ...runtime.checkpoints import CHECKPOINT_ENV
 from ...runtime.masking import ENV_NAMES as SECRET_ENV_NAMES
 from ...runtime.reporting import ARTIFACTS_ENV
 from ...spec import JobSpec
@@ -70,6 +71,7 @@ def worker_env(
     result_limit: int | None = None,
     restart_count: int = 0,
     artifacts_dir: str = "",
+    checkpoint_dir: str = "",
 ) -> dict[str, str]:
     """The environment of global ``rank``: its framework's contract, our runtime's names.
 
@@ -106,6 +108,8 @@ def worker_env(
     )
     if artifacts_dir:
         env[ARTIFACTS_ENV] = artifacts_dir
+    if checkpoint_dir:
+        env[CHECKPOINT_ENV] = checkpoint_dir
     if result_limit is not None:
         env["JUPYTER_TRAINING_RESULT_LIMIT"] = str(result_limit)
     if spec.secret_env:  # names only: the values come from ``base``
@@ -173,6 +177,7 @@ class Supervisor:
         )
         gpu_ids = visible_gpu_ids() if self.spec.gpus else []
         attempt = 0
+        self.current_workers = self.spec.workers
         while True:
             outcome, failure = self.run_attempt(attempt, gpu_ids)
             if self.stop_reason == "cancel":  # a cancel during a stop wins over a restart
@@ -185,9 +190,21 @@ class Supervisor:
                 self.set_phase(phase, message, finished=time.time())
                 return
             if outcome == "failed" and attempt < self.spec.max_restarts:
+                least = self.spec.min_workers
+                if least is not None:  # elastic: go on with the survivors
+                    survivors = self.current_workers - failure.get("lost_workers", 1)
+                    if survivors < least:
+                        reason = f"{failure['reason']}; {survivors} worker(s) left, fewer than "
+                        reason += f"the {least} --workers {least}:{self.spec.workers} needs"
+                        failure["reason"] = reason
+                        self.set_phase(FAILED, reason, failure=failure, finished=time.time())
+                        return
+                    self.current_workers = survivors
                 attempt += 1
                 message = f"{failure['reason']}; restarting all workers (restart {attempt} of "
                 message += f"{self.spec.max_restarts})"
+                if least is not None:
+                    message += f" with {self.current_workers} of {self.spec.workers} workers"
                 self.set_phase(RESTARTING, message, attempt=attempt, failure=failure)
                 continue
             self.set_phase(FAILED, failure["reason"], failure=failure, finished=time.time())
@@ -195,14 +212,21 @@ class Supervisor:
 
     def run_attempt(self, attempt: int, gpu_ids: list[str]) -> tuple[str, dict[str, Any]]:
         base_env = dict(os.environ)
-        world = self.spec.world_size
-        ports = free_ports(self.spec.framework_descriptor.ports_needed(world))
+        spec = self.spec
+        if self.current_workers != spec.workers:  # an elastic job that lost workers
+            spec = spec.replace(workers=self.current_workers)
+        self.attempt_spec = spec
+        world = spec.world_size
+        ports = free_ports(spec.framework_descriptor.ports_needed(world))
+        self.store.merge(
+            self.job_id, "context", {"attempts": self._attempts(attempt, spec.workers)}
+        )
         for rank in range(world):
             self.workers[rank] = self.spawn(
                 rank,
                 worker_env(
                     self.job_id,
-                    self.spec,
+                    spec,
                     rank,
                     ports,
                     gpu_ids,
@@ -211,6 +235,7 @@ class Supervisor:
                     self.result_limit,
                     restart_count=attempt,
                     artifacts_dir=str(self.files.artifacts),
+                    checkpoint_dir=str(self.checkpoint_dir),
                 ),
             )
         now = time.time()
@@ -223,9 +248,24 @@ class Supervisor:
                 started = f"{workers} worker(s) x {world // workers} "
                 started += f"processes ({world} ranks) started"
             self.set_phase(RUNNING, started, started=now)
+        elif spec.workers != self.spec.workers:
+            self.set_phase(
+                RUNNING, f"attempt {attempt + 1}: {spec.workers} of {self.spec.workers} workers"
+            )
         else:
             self.set_phase(RUNNING, f"attempt {attempt + 1}: all workers restarted")
         return self.watch()
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """The lineage's checkpoints: ``<store dir>/checkpoints/<first job of the lineage>``."""
+        lineage = self.record.lineage or self.job_id
+        return Path(self.store.path).parent / "checkpoints" / lineage
+
+    def _attempts(self, attempt: int, workers: int) -> list[dict[str, int]]:
+        """Each attempt's worker count so far (the views show how an elastic job shrank)."""
+        self.attempt_workers = [*getattr(self, "attempt_workers", [])[:attempt], workers]
+        return [{"attempt": n, "workers": w} for n, w in enumerate(self.attempt_workers)]
 
     def spawn(self, rank: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
         with self.files.open_rank_log(rank) as log:
@@ -286,6 +326,8 @@ class Supervisor:
             if newly_failed:
                 first = min(newly_failed, key=self.files.rank_log_mtime)
                 failure = self.describe_failure(first, exited[first])
+                per_worker = int(self.spec.nproc_per_worker)
+                failure["lost_workers"] = len({rank // per_worker for rank in newly_failed})
                 self.stop_workers()
                 return "failed", failure
             if len(exited) == len(self.workers):
