@@ -73,7 +73,7 @@ def test_failure_raises_with_rank_exit_code_and_traceback(ip):
     ("line", "expected"),
     [
         ("--workers 0", "--workers: must be >= 1"),
-        ("--workers many", "argument -w/--workers: invalid int value"),
+        ("--workers many", "--workers: must be a whole number, got .many."),
         ("--gpus -1", "--gpus: must be >= 0"),
         ("--framework mxnet", "--framework: 'mxnet' is not a framework .* use one of jax, pytorch"),
         ("--nproc-per-worker 0", "--nproc-per-worker: must be a whole number >= 1 or 'auto'"),
