@@ -12,6 +12,7 @@ import contextlib
 import os
 import threading
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,10 @@ from .store import JobRecord, JobStore, new_job_id, pending_record
 from .tracking.params import FLAG_PARAMS as _FLAG_PARAMS
 from .tracking.params import notebook_params
 from .tracking.query import backfill_local, run_rows
+
+
+class ResumeWarning(UserWarning):
+    """A resumed job will not find the checkpoints its lineage saved."""
 
 
 class TrainingClient:
@@ -151,6 +156,7 @@ class TrainingClient:
                 f"%train_cancel {parent.id} first",
             )
         lineage = parent.lineage or parent.id
+        self._warn_if_checkpoints_gone(parent, lineage)
         spec = parent.spec.replace(
             **{"name": parent.name, **(changes or {})},
             sweep=None,
@@ -179,6 +185,20 @@ class TrainingClient:
             notebook=notebook,
             workdir=parent.workdir,
         )
+
+    def _warn_if_checkpoints_gone(self, parent: JobRecord, lineage: str) -> None:
+        """A lineage that saved checkpoints whose directory is gone starts from scratch."""
+        saved = [r for r in self.store.lineage_jobs(lineage) if r.checkpoints]
+        if not saved or parent.backend != "local":
+            return
+        directory = Path(self.store.path).parent / "checkpoints" / lineage
+        if not directory.is_dir() or not any(directory.glob("step-*")):
+            warnings.warn(
+                f"job {parent.id} saved checkpoints, but {directory} is gone: the resumed job "
+                "starts from scratch (latest_checkpoint() returns None)",
+                ResumeWarning,
+                stacklevel=3,
+            )
 
     def _recorded_payload(self, record: JobRecord) -> Payload | None:
         """The payload a local job ran with, if its files are still there."""

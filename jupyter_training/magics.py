@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +22,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from . import frameworks
 from .backends.base import SubmitError
 from .capture import CaptureError
-from .client import TrainingClient
+from .client import ResumeWarning, TrainingClient
 from .errors import JobCancelledError, JobResultError, job_error
 from .events import PHASES, STOP_PHASES, SUCCEEDED
 from .settings import load_settings
@@ -421,15 +422,19 @@ class TrainingMagics(Magics):
             changes = {field: full[field] for dest in given for field in _SPEC_FIELDS_OF[dest]}
             if "workers" in given and "max_restarts" not in given:
                 changes["max_restarts"] = full["max_restarts"]  # elastic: MAX-MIN
-            record = self.client.resume(
-                args.job_id,
-                changes,
-                cell if cell and cell.strip() else None,
-                self.shell.user_ns,
-                hidden=self._hidden_names(),
-                history=self._history(),
-                notebook=_notebook_path(self.shell),
-            )
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ResumeWarning)
+                record = self.client.resume(
+                    args.job_id,
+                    changes,
+                    cell if cell and cell.strip() else None,
+                    self.shell.user_ns,
+                    hidden=self._hidden_names(),
+                    history=self._history(),
+                    notebook=_notebook_path(self.shell),
+                )
+            for warning in caught:
+                print(f"[jupyter-training] warning: {warning.message}", flush=True)
         except (JobNotFound, CaptureError, SubmitError, SpecError) as err:
             raise UsageError(str(err)) from None
         except KeyboardInterrupt:

@@ -57,6 +57,8 @@ class JobProgress:
         self.lines: deque[tuple[int | None, str]] = deque(maxlen=max_lines)
         self.dropped_lines = 0
         self.total_lines = 0
+        #: Steps of the checkpoints saved so far (``save_checkpoint()``), oldest first.
+        self.checkpoints: list[int] = [m["step"] for m in record.checkpoints or []]
         self.version = 0  # bumps on every change; views redraw when it moves
 
     @property
@@ -75,6 +77,11 @@ class JobProgress:
         handler = getattr(self, f"_on_{event.kind}", None)
         if handler is not None:
             handler(event)
+
+    def _on_checkpoint(self, event: Event) -> None:
+        step = event.data.get("step")
+        if isinstance(step, int) and (not self.checkpoints or self.checkpoints[-1] != step):
+            self.checkpoints.append(step)
 
     def _on_phase(self, event: Event) -> None:
         self.phase = event.data["phase"]

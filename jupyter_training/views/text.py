@@ -45,10 +45,16 @@ class TextJobView:
         gpus = f", {spec.gpus} GPU(s) each" if spec.gpus else ""
         nproc = self.record.nproc_per_worker
         procs = f" x {nproc} processes ({self.record.world_size} ranks)" if nproc > 1 else ""
+        elastic = f" (elastic, at least {spec.min_workers})" if spec.min_workers else ""
         self.out.write(
             f"[{self.record.name}] job {self.record.id}: {spec.framework}, "
-            f"{_plural(spec.workers, 'worker')}{procs}{gpus}, backend {spec.backend}\n"
+            f"{_plural(spec.workers, 'worker')}{elastic}{procs}{gpus}, backend {spec.backend}\n"
         )
+        if self.record.parent_id:
+            self.out.write(
+                f"[{self.record.name}] resumes job {self.record.parent_id}: its checkpoints "
+                f"(lineage {self.record.lineage}) are where latest_checkpoint() looks\n"
+            )
 
     def handle(self, event: Event) -> None:
         """Fold in and print one event."""
@@ -113,7 +119,9 @@ class TextJobView:
             )
         elif state.step is not None:
             bar = f"step {state.step} "
-        line = f"[{self.record.name}] rank 0: {bar}{_format_metrics(state.metrics)}\n"
+        saved = self.progress.checkpoints
+        mark = f" (checkpoint: step {saved[-1]})" if saved else ""
+        line = f"[{self.record.name}] rank 0: {bar}{_format_metrics(state.metrics)}{mark}\n"
         if line != getattr(self, "_last_progress_line", None):
             self._last_progress_line = line
             self.out.write(line)

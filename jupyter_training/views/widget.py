@@ -157,6 +157,13 @@ class WidgetJobView:
             f"{spec.workers} workers{gpus} · {html.escape(self.record.backend)} · "
             f"{_clock(p.elapsed())} · <code>{self.record.id}</code>"
         )
+        notes = []
+        if self.record.parent_id:
+            notes.append(f"resumes <code>{html.escape(self.record.parent_id)}</code>")
+        if p.checkpoints:
+            notes.append(f"{len(p.checkpoints)} checkpoint(s), latest step {p.checkpoints[-1]}")
+        if notes:
+            self.header.value += "<br><small>" + " · ".join(notes) + "</small>"
         self.message.value = f"<i>{html.escape(p.message)}</i>" if p.message else ""
         for rank, (phase, bar, metrics) in self.rows.items():
             state = p.ranks[rank]
