@@ -17,6 +17,7 @@ from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 
 from jupyter_training import cli
+from jupyter_training.client import TrainingClient
 from jupyter_training.errors import JobFailedError
 from jupyter_training.events import FAILED, SUCCEEDED
 from jupyter_training.magics import TrainingMagics
@@ -298,3 +299,51 @@ def test_checkpoint_steps_show_in_the_text_view(ip):
     assert [m["step"] for m in record.checkpoints] == [0, 1, 2]
     assert "(checkpoint: step" in shown.stdout
     assert time.time() >= record.checkpoints[-1]["time"]
+
+
+def test_train_resume_after_a_kernel_restart_needs_no_notebook_state(jupyter_dirs, tmp_path):
+    from jupyter_client.manager import start_new_kernel
+    from test_kernel import execute
+
+    mark = tmp_path / "mark"
+    setup = (
+        "%load_ext jupyter_training\n"
+        f"MARK = {str(mark)!r}\n"
+        "def train(start):\n"
+        "    import os, jupyter_training as jt\n"
+        "    for step in range(start, 6):\n"
+        "        jt.save_checkpoint({'step': step}, step)\n"
+        "        if step == 2 and not os.path.exists(MARK):\n"
+        "            raise RuntimeError('preempted')\n"
+        "    print('done from', start)\n"
+    )
+    cell = (
+        "%%train_distributed -w 1 --name restartable\n"
+        "import jupyter_training as jt\n"
+        "ckpt = jt.latest_checkpoint()\n"
+        "train(ckpt.step + 1 if ckpt else 0)\n"
+    )
+    kernels = []
+    try:
+        for _ in range(2):
+            kernels.append(start_new_kernel(kernel_name="python3"))
+        first, second = (client for _, client in kernels)
+        assert execute(first, setup)["content"]["status"] == "ok"
+        assert execute(first, cell)["content"]["status"] == "error"  # preempted at step 2
+        kernels[0][0].shutdown_kernel(now=True)
+        mark.touch()
+        # A fresh kernel: neither train() nor MARK is defined here.
+        assert execute(second, "%load_ext jupyter_training")["content"]["status"] == "ok"
+        reply = execute(second, "%train_resume restartable --progress text", timeout=120)
+        assert reply["content"]["status"] == "ok", reply["content"]
+    finally:
+        for manager, client in kernels:
+            client.stop_channels()
+            if manager.is_alive():
+                manager.shutdown_kernel(now=True)
+    records = TrainingClient().list()
+    resumed, failed = records  # newest first
+    assert (failed.phase, resumed.phase) == (FAILED, SUCCEEDED)
+    assert resumed.parent_id == failed.id
+    logs = "".join(e.data.get("line", "") for e in TrainingClient().logs(resumed.id))
+    assert "done from 3" in logs
