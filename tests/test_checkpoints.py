@@ -347,3 +347,55 @@ def test_train_resume_after_a_kernel_restart_needs_no_notebook_state(jupyter_dir
     assert resumed.parent_id == failed.id
     logs = "".join(e.data.get("line", "") for e in TrainingClient().logs(resumed.id))
     assert "done from 3" in logs
+
+
+#: The user guide's XGBoost example: a checkpoint every 2 rounds, resumed with xgb_model=.
+XGBOOST_CELL = """
+import numpy as np
+import xgboost as xgb
+import jupyter_training as jt
+
+
+class Checkpoint(xgb.callback.TrainingCallback):
+    def after_iteration(self, model, epoch, evals_log):
+        done = start + epoch + 1  # rounds in the model so far
+        if done % 2 == 0:
+            jt.save_checkpoint(model, done)
+        if done == 5 and jt.restart_count() == 0 and jt.rank() == 1:
+            raise RuntimeError("preempted after 5 rounds")
+        return False
+
+
+rng = np.random.default_rng(jt.rank())
+X = rng.normal(size=(500, 4))
+dtrain = xgb.DMatrix(X, X[:, 0] > 0)
+# Every rank resumes from the checkpoint rank 0 found (rank 0 may save the next one
+# before a slower rank looks).
+found = jt.latest_checkpoint()
+start = xgb.collective.broadcast(found.step if found else 0, 0)
+ckpt = found if start else None
+if ckpt is not None and ckpt.step != start:
+    ckpt = jt.Checkpoint(start, jt.checkpoint_dir() / f"step-{start:012d}.ubj", "ubj")
+booster = xgb.train(
+    {"objective": "binary:logistic", "tree_method": "hist"},
+    dtrain,
+    num_boost_round=10 - start,
+    xgb_model=str(ckpt.path) if ckpt else None,
+    callbacks=[Checkpoint()],
+)
+rounds, started_at = booster.num_boosted_rounds(), start
+"""
+
+
+def test_an_xgboost_job_restarts_from_its_last_booster_checkpoint(ip):
+    pytest.importorskip("xgboost")
+    with capture_output():
+        ip.run_cell_magic(
+            "train_distributed",
+            "--framework xgboost -w 2 --max-restarts 1 -o rounds,started_at",
+            XGBOOST_CELL,
+        )
+    (record,) = magics(ip).client.list()
+    assert record.phase == SUCCEEDED and record.attempt == 1
+    assert ip.user_ns["started_at"] == 4 and ip.user_ns["rounds"] == 10
+    assert [m["step"] for m in record.checkpoints] == [2, 4, 6, 8, 10]

@@ -28,7 +28,9 @@ from .context import rank
 CHECKPOINT_ENV = "JUPYTER_TRAINING_CHECKPOINT_DIR"
 #: Set where a job cannot keep checkpoints: the message ``checkpoint_dir()`` raises.
 CHECKPOINT_REFUSAL_ENV = "JUPYTER_TRAINING_CHECKPOINT_REFUSAL"
-RESTART_COUNT_ENV = "TORCHELASTIC_RESTART_COUNT"
+#: The attempt, set for every framework; torchrun's name is read where it is alone.
+RESTART_COUNT_ENV = "JUPYTER_TRAINING_RESTART_COUNT"
+_TORCHRUN_RESTART_COUNT_ENV = "TORCHELASTIC_RESTART_COUNT"
 _NAME = re.compile(r"^step-(\d{12})\.(pt|ubj|pkl)$")
 
 
@@ -80,8 +82,9 @@ def checkpoint_dir() -> Path:
 
 def restart_count() -> int:
     """Which attempt this is: 0 for the first, 1 after the first restart, ..."""
+    value = os.environ.get(RESTART_COUNT_ENV) or os.environ.get(_TORCHRUN_RESTART_COUNT_ENV)
     try:
-        return int(os.environ.get(RESTART_COUNT_ENV, "0"))
+        return int(value or 0)
     except ValueError:
         return 0
 

@@ -35,7 +35,7 @@ from ...events import (
 )
 from ...frameworks import COMMON_ENV, Placement
 from ...runtime import records
-from ...runtime.checkpoints import CHECKPOINT_ENV
+from ...runtime.checkpoints import CHECKPOINT_ENV, RESTART_COUNT_ENV
 from ...runtime.masking import ENV_NAMES as SECRET_ENV_NAMES
 from ...runtime.reporting import ARTIFACTS_ENV
 from ...spec import JobSpec
@@ -110,6 +110,7 @@ def worker_env(
         env[ARTIFACTS_ENV] = artifacts_dir
     if checkpoint_dir:
         env[CHECKPOINT_ENV] = checkpoint_dir
+    env[RESTART_COUNT_ENV] = str(restart_count)
     if result_limit is not None:
         env["JUPYTER_TRAINING_RESULT_LIMIT"] = str(result_limit)
     if spec.secret_env:  # names only: the values come from ``base``
