@@ -369,13 +369,9 @@ class Checkpoint(xgb.callback.TrainingCallback):
 rng = np.random.default_rng(jt.rank())
 X = rng.normal(size=(500, 4))
 dtrain = xgb.DMatrix(X, X[:, 0] > 0)
-# Every rank resumes from the checkpoint rank 0 found (rank 0 may save the next one
-# before a slower rank looks).
-found = jt.latest_checkpoint()
-start = xgb.collective.broadcast(found.step if found else 0, 0)
-ckpt = found if start else None
-if ckpt is not None and ckpt.step != start:
-    ckpt = jt.Checkpoint(start, jt.checkpoint_dir() / f"step-{start:012d}.ubj", "ubj")
+# Read before training: rank 0 cannot finish a round (and save) before every rank joins it.
+ckpt = jt.latest_checkpoint()
+start = ckpt.step if ckpt else 0
 booster = xgb.train(
     {"objective": "binary:logistic", "tree_method": "hist"},
     dtrain,
