@@ -130,6 +130,7 @@ class SweepDriver:
                 if not self.running and self._remaining() == 0:
                     break
                 self._handle_events()
+                self._launch_free_slots()  # a slot a trial just freed, before the pruner
                 self._push_reports()
                 self.view.refresh(self.state)
                 if self._on_state is not None:
@@ -278,7 +279,9 @@ class SweepDriver:
                     run.best = float(value)
                 step = data["step"] if data.get("step") is not None else run.reports
                 run.reports += 1
-                if _worth_pushing(step) and step not in run.pushed:
+                # Only a pruner reads intermediate values (each is a study write, ~10 ms).
+                pruning = self.spec.prune != "none"
+                if pruning and _worth_pushing(step) and step not in run.pushed:
                     run.unpushed.append((int(step), float(value)))
 
     def _push_reports(self) -> None:
@@ -525,9 +528,10 @@ class SweepDriver:
 
 
 def _worth_pushing(step: int) -> bool:
-    """Which steps reach the pruner: every one below 100, then every 10th, 100th, ...
-    (the same steps for every trial, so the pruner can compare them)."""
-    if step < 100:
+    """Which steps reach the pruner: every one below 10, then every 10th below 100,
+    every 100th below 1,000, ... (the same steps for every trial, so the pruner compares
+    like with like; about nine study writes per decade of steps)."""
+    if step < 10:
         return True
-    stride = 10 ** (len(str(int(step))) - 2)
+    stride = 10 ** (len(str(int(step))) - 1)
     return step % stride == 0
