@@ -667,3 +667,136 @@ async def test_the_feed_skips_ids_of_nothing_and_goes_on(jp_fetch, jp_ws_fetch, 
     message = await next_message(socket, "job")
     assert message["job"]["id"] == job["id"]
     socket.close()
+
+
+#: Saves a checkpoint a step and fails at step 2 unless the file MARK (a notebook value)
+#: exists; a resumed run starts after the last checkpoint and goes on to step 5.
+RESUME_CELL = (
+    "import os, jupyter_training as jt\n"
+    "ckpt = jt.latest_checkpoint()\n"
+    "start = ckpt.step + 1 if ckpt else 0\n"
+    "for step in range(start, 6):\n"
+    "    jt.save_checkpoint({'step': step}, step)\n"
+    "    jt.report(step=step, total=6, loss=1 / (step + 1))\n"
+    "    if step == 2 and not os.path.exists(MARK):\n"
+    "        raise RuntimeError('preempted')\n"
+)
+
+
+@pytest.fixture
+def kernel_magic(ip, jp_environ, store_dir, monkeypatch):
+    """Runs a training magic as a notebook would, into the server's store, on a thread (so
+    the server in this event loop answers meanwhile); returns what it returned or raised."""
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(store_dir.parent))
+
+    def run(kind: str, name: str, line: str, cell: str | None):
+        try:
+            if kind == "cell":
+                return ip.run_cell_magic(name, line, cell)
+            return ip.run_line_magic(name, line)
+        except BaseException as err:  # the magic's error is what the test looks at
+            return err
+
+    async def magic(name: str, line: str, cell: str | None = None):
+        return await asyncio.to_thread(run, "line" if cell is None else "cell", name, line, cell)
+
+    magic.ip = ip
+    return magic
+
+
+async def wait_for(jp_fetch, job_id, predicate, what, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _, job = await api(jp_fetch, "GET", f"jobs/{job_id}")
+        if predicate(job):
+            return job
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"job {job_id}: {what} never came: {job}")
+
+
+def chain(detail: dict) -> list[tuple]:
+    return [
+        (entry["id"], entry["name"], entry["phase"], entry["parent_id"], entry["checkpoints"])
+        for entry in detail["lineage_jobs"]
+    ]
+
+
+async def test_a_resumed_job_shows_its_lineage_checkpoints_and_attempts(
+    jp_fetch, jp_ws_fetch, kernel_magic, tmp_path
+):
+    from jupyter_training.errors import JobFailedError
+
+    mark = tmp_path / "mark"
+    kernel_magic.ip.user_ns["MARK"] = str(mark)
+    failure = await kernel_magic(
+        "train_distributed", "-w 1 --name resumable --progress text", RESUME_CELL
+    )
+    assert isinstance(failure, JobFailedError) and "preempted" in str(failure)
+    _, listing = await api(jp_fetch, "GET", "jobs")
+    (listed,) = listing["jobs"]
+    failed = await wait_for(
+        jp_fetch, listed["id"], lambda j: len(j["checkpoints"]) == 3, "three checkpoints"
+    )
+    assert failed["phase"] == "Failed"
+    assert (failed["parent_id"], failed["lineage"]) == (None, failed["id"])
+    assert [m["step"] for m in failed["checkpoints"]] == [0, 1, 2]
+    assert all(isinstance(m["time"], float) for m in failed["checkpoints"])
+    assert failed["attempts"] == [{"attempt": 0, "workers": 1}]
+    assert chain(failed) == [(failed["id"], "resumable", "Failed", None, 3)]
+    for key in ("parent_id", "lineage", "checkpoints", "attempts"):  # the list has them too
+        assert listed[key] == failed[key] or key == "checkpoints"
+
+    socket = await jp_ws_fetch(*API.split("/"), "events")
+    assert json.loads(await socket.read_message())["type"] == "jobs"
+    mark.touch()
+    assert await kernel_magic("train_resume", f"{failed['id']} --progress text") is None
+    _, listing = await api(jp_fetch, "GET", "jobs")
+    newest = listing["jobs"][0]
+    assert newest["id"] != failed["id"] and newest["name"] == "resumable"
+    resumed = await wait_for(
+        jp_fetch,
+        newest["id"],
+        lambda j: j["phase"] == "Succeeded" and len(j["checkpoints"]) == 3,
+        "Succeeded with three checkpoints",
+    )
+    assert (resumed["parent_id"], resumed["lineage"]) == (failed["id"], failed["id"])
+    assert [m["step"] for m in resumed["checkpoints"]] == [3, 4, 5]  # on from the last
+    assert resumed["attempts"] == [{"attempt": 0, "workers": 1}]
+    both = [
+        (failed["id"], "resumable", "Failed", None, 3),
+        (resumed["id"], "resumable", "Succeeded", failed["id"], 3),
+    ]
+    assert chain(resumed) == both
+    _, again = await api(jp_fetch, "GET", f"jobs/{failed['id']}")
+    assert chain(again) == both  # the parent lists the job that resumed it
+    assert [e["created"] for e in again["lineage_jobs"]] == [failed["created"], resumed["created"]]
+
+    # The WebSocket's job messages carry the lineage too.
+    pushed = (await next_message(socket, "job"))["job"]
+    while pushed["id"] != resumed["id"]:
+        pushed = (await next_message(socket, "job"))["job"]
+    assert (pushed["parent_id"], pushed["lineage"]) == (failed["id"], failed["id"])
+    assert "checkpoints" in pushed and "attempts" in pushed
+    socket.close()
+
+
+async def test_an_elastic_jobs_attempts_are_each_attempts_workers(jp_fetch, kernel_magic):
+    """A rank killed in the first attempt of a --workers 1:2 job: the second attempt runs
+    with the survivor, and the job JSON says so."""
+    cell = (
+        "import os, signal, time, jupyter_training as jt\n"
+        "if jt.rank() == 1 and jt.restart_count() == 0:\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "time.sleep(0.5)\n"
+    )
+    outcome = await kernel_magic(
+        "train_distributed", "--workers 1:2 --name elastic --progress text", cell
+    )
+    assert outcome is None
+    _, listing = await api(jp_fetch, "GET", "jobs")
+    job = await wait_for(
+        jp_fetch, listing["jobs"][0]["id"], lambda j: j["phase"] == "Succeeded", ""
+    )
+    assert job["attempts"] == [{"attempt": 0, "workers": 2}, {"attempt": 1, "workers": 1}]
+    assert job["checkpoints"] == [] and job["parent_id"] is None
+    assert chain(job) == [(job["id"], "elastic", "Succeeded", None, 0)]

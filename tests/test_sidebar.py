@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -50,6 +52,22 @@ LR_CELL = (
     "    jupyter_training.report(step=i, loss=(1 - lr) ** i)"
 )
 LR_CELLS = (3, 4)  # the ``lr = ...`` cell and the training cell
+#: The resume scenario's training cell: a checkpoint a step; it fails at steps 2 and 5
+#: unless the file ``MARK`` (a notebook value) exists, and a resumed run starts after the
+#: last checkpoint.
+RESUME_CELL = (
+    "import os, jupyter_training as jt\n"
+    "ckpt = jt.latest_checkpoint()\n"
+    "start = ckpt.step + 1 if ckpt else 0\n"
+    "for step in range(start, 9):\n"
+    "    jt.save_checkpoint({'step': step}, step)\n"
+    "    jt.report(step=step, total=9, loss=1 / (step + 1))\n"
+    "    if step in (2, 5) and not os.path.exists(MARK):\n"
+    "        raise RuntimeError('preempted')\n"
+)
+RESUME_CELLS = (5, 6)  # the ``MARK = ...`` cell and the training cell
+#: The file whose absence fails the resume scenario's job, in the lab's root directory.
+RESUME_MARK = "resume-mark"
 expect = playwright.expect
 
 
@@ -72,6 +90,8 @@ def _notebook(path: Path) -> None:
         nbformat.v4.new_code_cell("import time\ntime.sleep(600)"),
         nbformat.v4.new_code_cell("lr = 0.1"),
         nbformat.v4.new_code_cell(LR_CELL),
+        nbformat.v4.new_code_cell(f"import os\nMARK = os.path.abspath({RESUME_MARK!r})"),
+        nbformat.v4.new_code_cell(RESUME_CELL),
     ]
     notebook.metadata["kernelspec"] = {
         "name": "python3",
@@ -638,6 +658,146 @@ def test_a_sweep_is_one_row_that_opens_into_its_trials(page, lab, ip, monkeypatc
     row.get_by_test_id("jt-sweep-toggle").click()
     expect(row).to_have_attribute("aria-expanded", "false")
     expect(row.get_by_test_id("jt-trial-row")).to_have_count(0)
+    assert errors == []
+
+
+#: The colour of the checkpoint markers on a chart (the light theme's --jp-warn-color1).
+MARKER = (245, 124, 0)
+
+
+def new_job(url: str, before: set[str], timeout: float = 60) -> dict:
+    """The job that is not among ``before`` (ids), once the server lists it."""
+    deadline = time.monotonic() + timeout
+    while not (new := [j for j in rest(url, "jobs")["jobs"] if j["id"] not in before]):
+        assert time.monotonic() < deadline, "no new job came"
+        time.sleep(0.2)
+    return new[0]
+
+
+def test_a_failed_job_is_resumed_from_the_sidebar_through_the_kernel(page, lab):
+    """A job that saved checkpoints fails: its details show them (and mark them on the
+    chart); Resume runs %train_resume in the notebook's kernel and opens the new job, which
+    starts after the last checkpoint, fails again and is resumed again, then succeeds: each
+    says what it resumed, and the chain of three is listed. A refusal shows under the button."""
+    url, base = lab
+    mark = base / "work" / RESUME_MARK
+    mark.unlink(missing_ok=True)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    open_sidebar(page)
+    page.get_by_test_id("jt-launch-framework").locator("option").nth(1).wait_for(
+        state="attached", timeout=10_000
+    )
+    mark_cell, train_cell = RESUME_CELLS
+    select_cell(page, mark_cell)
+    page.keyboard.press("Shift+Enter")  # MARK, a notebook value the job reads
+    expect(page.locator(".jp-Notebook .jp-Cell .jp-InputPrompt").nth(mark_cell)).to_have_text(
+        re.compile(r"\[\d+\]"), timeout=30_000
+    )
+    before = {job["id"] for job in rest(url, "jobs?limit=500")["jobs"]}
+    select_cell(page, train_cell)
+    launch(page, workers=1)
+    first = new_job(url, before)
+    failed_row = page.locator(
+        f"[data-testid='jt-job-row'][data-job-id='{first['id']}'][data-phase='Failed']"
+    )
+    failed_row.wait_for(timeout=90_000)
+    expect(failed_row.get_by_test_id("jt-job-resumed")).to_have_count(0)
+
+    # Its details: three checkpoints, the latest step 2, marked on the loss chart.
+    widen_sidebar(page, 520)
+    failed_row.click()
+    details = page.get_by_test_id("jt-details")
+    expect(details).to_have_attribute("data-job-id", first["id"])
+    checkpoints = details.get_by_test_id("jt-checkpoints")
+    expect(checkpoints).to_have_text("◆ 3 checkpoints · latest step 2")
+    expect(checkpoints).to_have_attribute("data-latest-step", "2")
+    chart = details.locator("[data-testid='jt-metric-chart'][data-metric='loss']")
+    expect(chart).to_have_attribute("data-checkpoints", "0,1,2")
+    expect(chart).to_have_attribute("data-points", "3")
+    assert line_pixels(chart, MARKER) > 20  # the dashed markers are drawn
+    expect(details.get_by_test_id("jt-lineage")).to_have_count(0)  # it resumed nothing
+    resume = details.get_by_test_id("jt-resume")
+    expect(resume).to_be_enabled()
+    expect(resume).to_have_text("Resume")
+
+    # Resume (the mark still absent): a new job in the notebook's kernel, opened at once.
+    before = {job["id"] for job in rest(url, "jobs?limit=500")["jobs"]}
+    resume.click()
+    expect(details).not_to_have_attribute("data-job-id", first["id"], timeout=60_000)
+    second = new_job(url, before)
+    expect(details).to_have_attribute("data-job-id", second["id"])
+    assert (second["parent_id"], second["lineage"]) == (first["id"], first["id"])
+    assert second["notebook"].endswith("train.ipynb")  # run through the notebook's kernel
+    expect(details.get_by_test_id("jt-resumed-from")).to_have_text(
+        f"↻ Resumed from {first['name']} ({first['id']})"
+    )
+    expect(details.get_by_test_id("jt-job-phase").first).to_have_text("Failed", timeout=90_000)
+    expect(checkpoints).to_have_text("◆ 3 checkpoints · latest step 5", timeout=30_000)
+    expect(chart).to_have_attribute("data-checkpoints", "3,4,5")
+    expect(page.get_by_test_id("jt-resume-error")).to_have_count(0)
+
+    # Resume again, the mark there: it carries on from step 6 and succeeds.
+    mark.touch()
+    before = {job["id"] for job in rest(url, "jobs?limit=500")["jobs"]}
+    details.get_by_test_id("jt-resume").click()
+    expect(details).not_to_have_attribute("data-job-id", second["id"], timeout=60_000)
+    third = new_job(url, before)
+    expect(details).to_have_attribute("data-job-id", third["id"])
+    expect(details.get_by_test_id("jt-job-phase").first).to_have_text("Succeeded", timeout=90_000)
+    expect(details.get_by_test_id("jt-resumed-from")).to_contain_text(
+        f"Resumed from {second['name']} ({second['id']})"
+    )
+    expect(checkpoints).to_have_text("◆ 3 checkpoints · latest step 8", timeout=30_000)
+    expect(chart).to_have_attribute("data-checkpoints", "6,7,8")
+    expect(details.get_by_test_id("jt-resume")).to_be_disabled()  # nothing left to resume
+    details.locator(".jp-TrainingLineage-chain summary").click()
+    chain = details.get_by_test_id("jt-lineage-chain").locator("li")
+    expect(chain).to_have_count(3)
+    assert chain.evaluate_all("items => items.map(i => i.dataset.jobId)") == [
+        first["id"],
+        second["id"],
+        third["id"],
+    ]
+    assert [text.split()[-1] for text in chain.all_inner_texts()] == [
+        "Failed",
+        "Failed",
+        "Succeeded",
+    ]
+
+    # The parent's link: the job before, resumed as this one.
+    details.get_by_test_id("jt-lineage-parent").click()
+    expect(details).to_have_attribute("data-job-id", second["id"])
+    resumed_as = details.get_by_test_id("jt-resumed-as")
+    expect(resumed_as).to_contain_text(f"Resumed as {third['name']} ({third['id']})")
+    expect(resumed_as.get_by_test_id("jt-job-phase")).to_have_text("Succeeded")
+    expect(details.get_by_test_id("jt-resume")).to_be_enabled()  # it failed: resumable again
+    details.locator(".jp-TrainingLineage-chain summary").click()
+    expect(
+        details.get_by_test_id("jt-lineage-chain").locator("li.jp-mod-current")
+    ).to_have_attribute("data-job-id", second["id"])
+    screenshot(page, "sidebar-resume.png")
+    assert rest(url, f"jobs/{third['id']}")["lineage_jobs"][0]["id"] == first["id"]
+
+    # A refusal of the kernel shows under the button: the job was removed from the history.
+    gone = rest(url, "jobs", {"spec": {"workers": 1}, "cell": "raise ValueError('x')"})
+    page.get_by_test_id("jt-back").click()
+    for job in (second, third):  # the list tells resumed jobs
+        expect(
+            page.locator(f"[data-testid='jt-job-row'][data-job-id='{job['id']}']").get_by_test_id(
+                "jt-job-resumed"
+            )
+        ).to_have_text("· ↻ resumed")
+    row = page.locator(f"[data-testid='jt-job-row'][data-job-id='{gone['id']}']")
+    expect(row).to_have_attribute("data-phase", "Failed", timeout=60_000)
+    row.click()
+    with sqlite3.connect(base / "jupyter_data_dir" / "training" / "jobs.db") as db:
+        db.execute("DELETE FROM jobs WHERE id = ?", (gone["id"],))
+    details.get_by_test_id("jt-resume").click()
+    expect(page.get_by_test_id("jt-resume-error")).to_contain_text(
+        "is neither a job id nor a job name", timeout=30_000
+    )
+    expect(details).to_have_attribute("data-job-id", gone["id"])
     assert errors == []
 
 

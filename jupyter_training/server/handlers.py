@@ -174,7 +174,8 @@ class JobHandler(TrainingHandler):
         except JobNotFound as err:
             return self.fail(404, str(err))
         data = self.monitor.job_json(record)
-        data.update(spec=record.spec.to_dict(), cell=record.cell)
+        lineage = await asyncio.to_thread(self.monitor.lineage_json, record)
+        data.update(spec=record.spec.to_dict(), cell=record.cell, lineage_jobs=lineage)
         self.finish(data)
 
     @web.authenticated

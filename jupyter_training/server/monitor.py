@@ -87,7 +87,27 @@ class JobMonitor:
         if metrics:  # JSON has no nan or inf: a run that ended on one shows null
             metrics = {k: v if _finite(v) else None for k, v in metrics.items()}
         data["metrics"] = metrics
+        data["checkpoints"] = _distinct_steps(record.checkpoints or [])
+        # Each attempt's worker count (an elastic job may shrink): [{"attempt", "workers"}].
+        attempts = (record.context or {}).get("attempts")
+        data["attempts"] = attempts if isinstance(attempts, list) else []
         return data
+
+    def lineage_json(self, record: JobRecord) -> list[dict[str, Any]]:
+        """The resume chain ``record`` belongs to, oldest first: each job's id, name, phase,
+        the job it resumed, when it was created and ended, and how many checkpoints it saved
+        (``GET /jobs/ID``'s ``lineage_jobs``)."""
+        chain = []
+        for job in self.client.store.lineage_jobs(record.lineage or record.id):
+            summary = job.summary()
+            chain.append(
+                {
+                    key: summary[key]
+                    for key in ("id", "name", "phase", "parent_id", "created", "finished")
+                }
+                | {"checkpoints": len(_distinct_steps(job.checkpoints or []))}
+            )
+        return chain
 
     def sweep_message(self, sweep: SweepRecord) -> dict[str, Any]:
         return {"type": "sweep", "sweep": self.sweep_json(sweep)}
@@ -264,6 +284,22 @@ class JobMonitor:
 
 def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
+
+
+def _distinct_steps(marks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A job's checkpoints, each step once (its first save), oldest first.
+
+    A checkpoint is the file of its step: saving a step again replaces it. And every
+    follower of a job (the kernel's, the server's) records the save with the time it read
+    the record, so the store may hold one save twice.
+    """
+    seen: set[Any] = set()
+    distinct = []
+    for mark in sorted(marks, key=lambda m: m.get("time") or 0.0):
+        if mark.get("step") not in seen:
+            seen.add(mark.get("step"))
+            distinct.append(mark)
+    return distinct
 
 
 def _finite_value(entry: dict[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,21 @@ export const FINISHED_PHASES: ReadonlySet<string> = new Set([
   'Pruned'
 ]);
 
+/** Final phases `%train_resume` carries on from (a succeeded job has nothing to resume). */
+export const RESUMABLE_PHASES: ReadonlySet<string> = new Set(['Failed', 'Cancelled', 'Pruned']);
+
+/** One `save_checkpoint()` of a job: its step and when (seconds since the epoch). */
+export interface CheckpointMark {
+  step: number;
+  time: number;
+}
+
+/** One attempt of a job (restarts are attempts 1, 2, ...) and how many workers it ran. */
+export interface AttemptInfo {
+  attempt: number;
+  workers: number;
+}
+
 export interface Job {
   id: string;
   name: string;
@@ -48,11 +63,33 @@ export interface Job {
   tags?: Record<string, unknown>;
   /** The id of the sweep this job is a trial of (`%%train_sweep`). */
   sweep?: string | null;
+  /** The job this one resumed (`%train_resume`), if any. */
+  parent_id?: string | null;
+  /** The first job of its resume chain (its own id when it resumed nothing). */
+  lineage?: string;
+  /** Each step it saved a checkpoint of, oldest first. */
+  checkpoints?: CheckpointMark[];
+  /** Each attempt's worker count (an elastic job may shrink); empty until it starts. */
+  attempts?: AttemptInfo[];
+}
+
+/** One job of a resume chain, as `GET jobs/ID` lists them. */
+export interface LineageJob {
+  id: string;
+  name: string;
+  phase: Phase;
+  parent_id: string | null;
+  created: string | null;
+  finished: string | null;
+  /** How many checkpoints it saved. */
+  checkpoints?: number;
 }
 
 export interface JobDetail extends Job {
   spec: Record<string, unknown>;
   cell: string;
+  /** Every job of its lineage (itself included), oldest first (absent from older servers). */
+  lineage_jobs?: LineageJob[];
 }
 
 export interface JobPage {

@@ -1,6 +1,7 @@
 /**
  * The sidebar's hands in the notebook: launch the active cell through its
- * kernel with `%%train_distributed`, and open a job with `%train_attach`.
+ * kernel with `%%train_distributed`, resume a job with `%train_resume`, and
+ * open a job with `%train_attach`.
  */
 import { JupyterFrontEnd } from '@jupyterlab/application';
 import { INotebookTracker, NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
@@ -54,6 +55,11 @@ export function magicLine(options: LaunchOptions): string {
   return args.join(' ');
 }
 
+/** The line the Resume button runs, exactly as a user would type it. */
+export function resumeLine(jobId: string): string {
+  return `%train_resume ${shellQuote(jobId)} --detach`;
+}
+
 export class NotebookBridge {
   constructor(
     private readonly _tracker: INotebookTracker,
@@ -79,6 +85,17 @@ export class NotebookBridge {
     }
     const kernel = await this._kernel(panel);
     await execute(kernel, `${magicLine(options)}\n${source}`);
+  }
+
+  /**
+   * Carry on a failed or cancelled job: `%train_resume <id> --detach` in the current
+   * notebook's kernel (so the new job is that notebook's, as a launch is). The kernel's
+   * refusal (a succeeded job, an unknown id) is thrown as its message.
+   */
+  async resume(jobId: string): Promise<void> {
+    const panel = this._currentNotebook();
+    const kernel = await this._kernel(panel);
+    await execute(kernel, resumeLine(jobId));
   }
 
   /** Insert `%train_attach <id>` below the active cell of the current notebook and run it. */

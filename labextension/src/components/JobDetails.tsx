@@ -3,7 +3,9 @@ import React, { useEffect, useRef, useState } from 'react';
 import {
   FINISHED_PHASES,
   Job,
+  JobDetail,
   JobEventStream,
+  RESUMABLE_PHASES,
   ServerMessage,
   StreamState,
   TrainingApi
@@ -12,6 +14,7 @@ import { describeResources, elapsed, worldSize } from '../format';
 import { useNow } from '../hooks';
 import { NotebookBridge } from '../notebook';
 import { emptyProgress, foldEvent, JobProgress } from '../progress';
+import { JobCheckpoints, JobLineage, lineageOf } from './JobLineage';
 import { LogViewer } from './LogViewer';
 import { MetricCharts } from './MetricCharts';
 import { PhaseBadge } from './PhaseBadge';
@@ -55,31 +58,73 @@ export function JobDetails({
   api,
   stream,
   notebooks,
+  known = [],
+  onOpen,
   onBack
 }: {
   job: Job;
   api: TrainingApi;
   stream: JobEventStream | null;
   notebooks: NotebookBridge;
+  /** The other jobs the sidebar knows: the later jobs of this one's resume chain are among them. */
+  known?: Job[];
+  /** Open another job's details (a link of the resume chain). */
+  onOpen: (id: string) => void;
   onBack: () => void;
 }): JSX.Element {
   const progress = useJobProgress(stream, job.id, worldSize(job));
   const finished = FINISHED_PHASES.has(job.phase);
+  const resumable = RESUMABLE_PHASES.has(job.phase);
   const now = useNow(!finished);
-  const [cell, setCell] = useState<string | null>(null);
+  const [detail, setDetail] = useState<JobDetail | null>(null);
   const [error, setError] = useState<string | null>(null);
+  const [resuming, setResuming] = useState(false);
+  const [resumeError, setResumeError] = useState<string | null>(null);
+  const shown = useRef(true); // still on screen when a Resume under way ends
+  useEffect(
+    () => () => {
+      shown.current = false;
+    },
+    []
+  );
 
   useEffect(() => {
+    let current = true;
     api.getJob(job.id).then(
-      detail => setCell(detail.cell),
-      () => setCell(null)
+      fetched => current && setDetail(fetched),
+      () => current && setDetail(null)
     );
+    return () => {
+      current = false;
+    };
   }, [api, job.id]);
 
   const report = (action: Promise<unknown>) => {
     setError(null);
     action.catch(reason => setError(reason.message ?? String(reason)));
   };
+
+  /** `%train_resume <id> --detach` in the notebook's kernel, then the new job's details. */
+  const resume = async () => {
+    setResumeError(null);
+    setResuming(true);
+    try {
+      await notebooks.resume(job.id);
+      const fresh = await api.getJob(job.id);
+      setDetail(fresh);
+      const children = (fresh.lineage_jobs ?? []).filter(entry => entry.parent_id === job.id);
+      if (children.length && shown.current) {
+        onOpen(children[children.length - 1].id);
+      }
+    } catch (reason) {
+      setResumeError((reason as Error).message ?? String(reason));
+    } finally {
+      setResuming(false);
+    }
+  };
+
+  const chain = lineageOf(job, detail, known);
+  const cell = detail?.id === job.id ? detail.cell : null;
 
   return (
     <div data-testid="jt-details" data-job-id={job.id} className="jp-TrainingDetails">
@@ -90,6 +135,22 @@ export function JobDetails({
         <button data-testid="jt-open-in-notebook" onClick={() => report(notebooks.attach(job.id))}>
           Open in notebook
         </button>
+        {finished && (
+          <button
+            data-testid="jt-resume"
+            className={resumable ? 'jp-mod-accept' : undefined}
+            disabled={!resumable || resuming}
+            title={
+              resumable
+                ? `Run %train_resume ${job.id} --detach in the current notebook's kernel: ` +
+                  'a new job from its last checkpoint'
+                : 'A succeeded job has nothing to resume'
+            }
+            onClick={resume}
+          >
+            {resuming ? 'Resuming…' : 'Resume'}
+          </button>
+        )}
         <button
           data-testid="jt-cancel"
           className="jp-mod-warn"
@@ -99,6 +160,11 @@ export function JobDetails({
           Cancel
         </button>
       </div>
+      {resumeError && (
+        <div data-testid="jt-resume-error" className="jp-TrainingError" role="alert">
+          {resumeError}
+        </div>
+      )}
       <div className="jp-TrainingJobRow-head">
         <span className="jp-TrainingJobRow-name">{job.name}</span>
         <PhaseBadge phase={job.phase} />
@@ -110,6 +176,8 @@ export function JobDetails({
         {job.attempt > 1 && ` · attempt ${job.attempt}`}
       </div>
       {job.notebook && <div className="jp-TrainingJobRow-meta">from {job.notebook}</div>}
+      <JobLineage job={job} chain={chain} onOpen={onOpen} />
+      <JobCheckpoints job={job} />
       {job.message && job.message !== job.failure?.reason && (
         <div className="jp-TrainingDetails-message">{job.message}</div>
       )}
@@ -121,7 +189,13 @@ export function JobDetails({
         </div>
       )}
       <RankTable ranks={progress.ranks} />
-      <MetricCharts api={api} stream={stream} jobId={job.id} ranks={worldSize(job)} />
+      <MetricCharts
+        api={api}
+        stream={stream}
+        jobId={job.id}
+        ranks={worldSize(job)}
+        checkpoints={job.checkpoints?.map(mark => mark.step)}
+      />
       <LogViewer lines={progress.log} ranks={Math.max(worldSize(job), progress.ranks.length)} />
       {cell !== null && (
         <details className="jp-TrainingDetails-cell">

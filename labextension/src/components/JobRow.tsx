@@ -68,6 +68,11 @@ export function JobRow({
         {[describeResources(job), job.framework, job.backend, elapsed(job, now)]
           .filter(Boolean)
           .join(' · ')}
+        {job.parent_id && (
+          <span data-testid="jt-job-resumed" title={`Resumed from job ${job.parent_id}`}>
+            {' · ↻ resumed'}
+          </span>
+        )}
       </div>
       {metrics && <div className="jp-TrainingJobRow-metrics">{metrics}</div>}
       {job.failure && <div className="jp-TrainingJobRow-failure">{job.failure.reason}</div>}

@@ -33,7 +33,55 @@ function decadeSplits(_: uPlot, __: number, min: number, max: number): number[] 
   return splits;
 }
 
-function chartOptions(lines: ChartLine[], logScale: boolean, width: number): uPlot.Options {
+/** Dashed vertical lines at the steps in `marks()` (checkpoints), under the curves. */
+function markersPlugin(marks: () => readonly number[]): uPlot.Plugin {
+  return {
+    hooks: {
+      drawAxes: [
+        (u: uPlot) => {
+          const steps = marks();
+          const { top, height } = u.bbox;
+          const low = u.scales.x.min;
+          const high = u.scales.x.max;
+          if (!steps.length || low === undefined || high === undefined) {
+            return;
+          }
+          const ctx = u.ctx;
+          ctx.save();
+          ctx.strokeStyle = cssVar('--jp-warn-color1', '#f57c00');
+          ctx.fillStyle = ctx.strokeStyle;
+          ctx.lineWidth = Math.max(1, devicePixelRatio);
+          ctx.setLineDash([4 * devicePixelRatio, 3 * devicePixelRatio]);
+          for (const step of steps) {
+            if (step < low || step > high) {
+              continue;
+            }
+            const x = Math.round(u.valToPos(step, 'x', true));
+            ctx.beginPath();
+            ctx.moveTo(x, top);
+            ctx.lineTo(x, top + height);
+            ctx.stroke();
+            const size = 3 * devicePixelRatio; // a diamond on the x axis
+            ctx.beginPath();
+            ctx.moveTo(x, top + height - size);
+            ctx.lineTo(x + size, top + height);
+            ctx.lineTo(x, top + height + size);
+            ctx.lineTo(x - size, top + height);
+            ctx.fill();
+          }
+          ctx.restore();
+        }
+      ]
+    }
+  };
+}
+
+function chartOptions(
+  lines: ChartLine[],
+  logScale: boolean,
+  width: number,
+  marks: () => readonly number[]
+): uPlot.Options {
   const text = cssVar('--jp-ui-font-color2', '#616161');
   const grid = cssVar('--jp-border-color2', '#e0e0e0');
   const font = `10px ${cssVar('--jp-ui-font-family', 'sans-serif')}`;
@@ -42,6 +90,7 @@ function chartOptions(lines: ChartLine[], logScale: boolean, width: number): uPl
     width,
     height: HEIGHT,
     legend: { live: false },
+    plugins: [markersPlugin(marks)],
     cursor: { points: { size: 5 } },
     scales: { x: { time: false }, y: { distr: logScale ? 3 : 1 } },
     axes: [
@@ -77,18 +126,22 @@ function alignedData(lines: ChartLine[]): uPlot.AlignedData {
 export function MetricChart({
   name,
   lines,
-  logScale = false
+  logScale = false,
+  marks = []
 }: {
   name: string;
   lines: ChartLine[];
   logScale?: boolean;
+  /** Steps marked on the x axis with a dashed line (a job's checkpoints). */
+  marks?: readonly number[];
 }): JSX.Element {
   const host = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
   const structure = JSON.stringify([lines.map(line => [line.label, line.color]), logScale]);
   const data = useMemo(() => (lines.length ? alignedData(lines) : null), [lines]);
-  const latest = useRef({ data, lines });
-  latest.current = { data, lines };
+  const latest = useRef({ data, lines, marks });
+  latest.current = { data, lines, marks };
+  const markKey = marks.join(',');
 
   useEffect(() => {
     const element = host.current;
@@ -97,7 +150,8 @@ export function MetricChart({
       return;
     }
     const width = () => Math.max(120, element.clientWidth);
-    const chart = new uPlot(chartOptions(initialLines, logScale, width()), initial, element);
+    const options = chartOptions(initialLines, logScale, width(), () => latest.current.marks);
+    const chart = new uPlot(options, initial, element);
     plot.current = chart;
     const resize = new ResizeObserver(() => chart.setSize({ width: width(), height: HEIGHT }));
     resize.observe(element);
@@ -115,6 +169,10 @@ export function MetricChart({
     }
   }, [data]);
 
+  useEffect(() => {
+    plot.current?.redraw(false, false); // new checkpoints: the same data, new markers
+  }, [markKey]);
+
   const points = Math.max(0, ...lines.map(line => line.x.length));
   return (
     <figure
@@ -122,6 +180,7 @@ export function MetricChart({
       data-metric={name}
       data-series={lines.length}
       data-points={points}
+      data-checkpoints={markKey || undefined}
       className="jp-TrainingChart"
     >
       <figcaption className="jp-TrainingChart-title">{name}</figcaption>

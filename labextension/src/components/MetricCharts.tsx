@@ -91,13 +91,16 @@ export function MetricCharts({
   api,
   stream,
   jobId,
-  ranks
+  ranks,
+  checkpoints
 }: {
   api: TrainingApi;
   stream: JobEventStream | null;
   jobId: string;
   /** Ranks the job has (its world size). */
   ranks: number;
+  /** Steps the job saved checkpoints at: marked on every chart's x axis. */
+  checkpoints?: number[];
 }): JSX.Element | null {
   const [choice, setChoice] = useState<RankChoice>(0);
   const [logScale, setLogScale] = useState(false);
@@ -142,6 +145,7 @@ export function MetricCharts({
           name={chart.name}
           lines={chart.lines}
           logScale={logScale && positive}
+          marks={checkpoints}
         />
       ))}
     </section>

@@ -93,6 +93,17 @@ export function TrainingPanel({
   const showList = !job && !comparing;
   const toList = () => setView({ kind: 'list' });
   const comparedPhases = (comparing ?? []).map(id => known(id)?.phase).join(',');
+  /** Open a job's details; one the stream has not listed (an old job of a resume chain) is
+   * fetched. */
+  const openJob = (id: string) => {
+    setView({ kind: 'job', id });
+    if (!known(id)) {
+      api.getJob(id).then(
+        detail => addTrialJobs([detail]),
+        () => undefined
+      );
+    }
+  };
 
   return (
     <div className="jp-TrainingPanel">
@@ -112,7 +123,17 @@ export function TrainingPanel({
         </div>
       )}
       {usable && job && (
-        <JobDetails job={job} api={api} stream={stream} notebooks={notebooks} onBack={toList} />
+        <JobDetails
+          // Its own state per job (a Resume under way, an error): a new one for another job.
+          key={job.id}
+          job={job}
+          api={api}
+          stream={stream}
+          notebooks={notebooks}
+          known={jobs}
+          onOpen={openJob}
+          onBack={toList}
+        />
       )}
       {usable && comparing && (
         <CompareView api={api} ids={comparing} refresh={comparedPhases} onBack={toList} />
