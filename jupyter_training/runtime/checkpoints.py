@@ -19,6 +19,7 @@ import os
 import pickle
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +123,8 @@ def save_checkpoint(
         for old in _complete(directory)[:-keep]:
             old.path.unlink(missing_ok=True)
     if "JUPYTER_TRAINING_JOB_ID" in os.environ and rank() == 0:
-        records.emit("checkpoint", step=step, path=str(final), rank=0)
+        # The worker's clock makes the mark the same for every follower of the job.
+        records.emit("checkpoint", step=step, path=str(final), time=time.time(), rank=0)
     return final
 
 

@@ -65,7 +65,8 @@ class RunRecorder:
             elif event.kind == "params":
                 self._params.update(event.data.get("params") or {})
             elif event.kind == "checkpoint":
-                self._checkpoints.append({"step": event.data.get("step"), "time": event.time})
+                when = event.data.get("time", event.time)  # the worker's clock
+                self._checkpoints.append({"step": event.data.get("step"), "time": when})
             elif event.kind == "context":
                 self._context.update(
                     versions=event.data.get("versions") or {}, worker_host=event.data.get("host")
