@@ -36,6 +36,7 @@ BENCHMARKS = {
     "tracking": "bench_tracking",
     "kubernetes": "bench_kubernetes",
     "footprint": "bench_footprint",
+    "sweeps": "bench_sweeps",
 }
 
 
@@ -175,7 +176,7 @@ def _runs_line(runs: dict[str, dict]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", metavar="NAME", help=", ".join(BENCHMARKS))
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions (< 60 s)")
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (~1.5 min)")
     parser.add_argument("--table", action="store_true", help="print results.json as markdown")
     parser.add_argument("--output", type=Path, default=RESULTS, help="results file")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directories")

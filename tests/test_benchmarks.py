@@ -21,6 +21,7 @@ BENCHMARKS = (
     "tracking",
     "kubernetes",
     "footprint",
+    "sweeps",
 )
 
 
@@ -41,5 +42,5 @@ def test_quick_benchmarks_produce_every_figure(tmp_path):
         assert set(figure) >= {"name", "value", "unit", "baseline", "ratio", "target", "ok"}
     names = {figure["name"].split(".")[0] for figure in printed}
     assert names == set(BENCHMARKS)
-    assert len(printed) == 22
+    assert len(printed) == 23
     assert set(recorded["machine"]["runs"]) == set(BENCHMARKS)
