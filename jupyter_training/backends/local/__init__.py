@@ -3,7 +3,8 @@
 * :mod:`.backend`: :class:`LocalBackend`, what the front ends call.
 * :mod:`.files`: :class:`~.files.JobFiles`, a job's directory and its tailing into events.
 * :mod:`.supervisor`: the detached per-job supervisor program
-  (``python -m jupyter_training.backends.local.supervisor``).
+  (``python -m jupyter_training.backends.local.supervisor``; the backend starts it
+  through ``supervisor.BOOT``, which forks before importing).
 * :mod:`.host`: small helpers about this machine (GPUs, ports, processes).
 
 :class:`LocalBackend` loads on first use, so the supervisor process, which

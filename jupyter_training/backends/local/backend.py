@@ -28,6 +28,7 @@ from ...store import JobRecord, JobStore, new_job_id, pending_record
 from ..base import SubmitError
 from .files import JobFiles
 from .host import process_start_time, visible_gpu_ids, wait_for_exit
+from .supervisor import BOOT as SUPERVISOR_BOOT
 from .supervisor import worker_env
 
 SUPERVISOR_START_SECONDS = 10.0
@@ -117,8 +118,8 @@ class LocalBackend:
     ) -> None:
         command = [
             sys.executable,
-            "-m",
-            "jupyter_training.backends.local.supervisor",
+            "-c",
+            SUPERVISOR_BOOT,
             "--db",
             str(self.store.path),
             "--job",
