@@ -616,19 +616,19 @@ V1_MUTATIONS: list[tuple[str, Mutation, Expected]] = [
     (
         "duplicate-env",
         lambda j: _v1_pod(j)["containers"][0]["env"].append({"name": "SEED", "value": "2"}),
-        f"{POD}.containers[0].env[13]: duplicate (name) of item 9",
+        f"{POD}.containers[0].env[14]: duplicate (name) of item 10",
     ),
     (
         "env-value-and-value-from",
         lambda j: _v1_pod(j)["containers"][0]["env"][-1].update(value="plain"),
-        f"{POD}.containers[0].env[12].valueFrom: may not be specified",
+        f"{POD}.containers[0].env[13].valueFrom: may not be specified",
     ),
     (
         "secret-key-ref-bad-key",
         lambda j: _v1_pod(j)["containers"][0]["env"][-1]["valueFrom"]["secretKeyRef"].update(
             key="a/b"
         ),
-        f"{POD}.containers[0].env[12].valueFrom.secretKeyRef.key: ",
+        f"{POD}.containers[0].env[13].valueFrom.secretKeyRef.key: ",
     ),
     (
         "port-name-too-long",
@@ -717,12 +717,12 @@ V2_MUTATIONS: list[tuple[str, Mutation, Expected]] = [
     (
         "reserved-env",
         lambda j: j["spec"]["trainer"]["env"].append({"name": "PET_NNODES", "value": "2"}),
-        "spec.trainer.env[13].name: 'PET_NNODES' is reserved",
+        "spec.trainer.env[14].name: 'PET_NNODES' is reserved",
     ),
     (
         "reserved-xgboost-env",
         lambda j: j["spec"]["trainer"]["env"].append({"name": "DMLC_NUM_WORKER", "value": "2"}),
-        "spec.trainer.env[13].name: 'DMLC_NUM_WORKER' is reserved",
+        "spec.trainer.env[14].name: 'DMLC_NUM_WORKER' is reserved",
     ),
     (
         "env-on-node-patch",
@@ -920,3 +920,153 @@ def test_model_is_not_vacuous() -> None:
         f"{POD}.containers: required",
         f"{MASTER}.template.spec.containers: must have a container named 'pytorch'",
     ]
+
+
+# -- elastic PyTorchJob: spec.elasticPolicy (release-1.9) --------------------------------------
+
+#: ``spec.elasticPolicy`` of kubeflow.org_pytorchjobs.yaml (release-1.9), every field but
+#: ``metrics`` (an HPA's MetricSpec list, which we never send). The CRD gives rdzvBackend no
+#: enum; the Go type RDZVBackend (pkg/apis/kubeflow.org/v1/pytorch_types.go) has these.
+ELASTIC_POLICY = obj(
+    {
+        "minReplicas": int32(),
+        "maxReplicas": int32(),
+        "rdzvBackend": string(enum=("c10d", "etcd", "etcd-v2")),
+        "rdzvPort": int32(),
+        "rdzvHost": string(),
+        "rdzvId": string(),
+        "rdzvConf": arr(obj({"key": string(), "value": string()})),
+        "standalone": boolean(),
+        "nProcPerNode": int32(),
+        "maxRestarts": int32(),
+    }
+)
+
+
+def _elastic_rules(spec: Any) -> list[tuple[str, str]]:
+    """pkg/webhooks/pytorch/pytorchjob_webhook.go validateSpec, and the CRD's description of
+    maxReplicas ("cannot be smaller than MinReplicas")."""
+    policy = spec.get("elasticPolicy")
+    if not isinstance(policy, dict):
+        return []
+    problems = []
+    if "Worker" not in (spec.get("pytorchReplicaSpecs") or {}):
+        problems.append((".pytorchReplicaSpecs.Worker", "must be configured with elasticPolicy"))
+    if "nProcPerNode" in policy and "nprocPerNode" in spec:
+        problems.append((".elasticPolicy.nProcPerNode", "must not be used with nprocPerNode"))
+    low, high = policy.get("minReplicas"), policy.get("maxReplicas")
+    if isinstance(low, int) and isinstance(high, int) and high < low:
+        problems.append((".elasticPolicy.maxReplicas", "cannot be smaller than minReplicas"))
+    return problems
+
+
+def _with_elastic_policy(schema: dict[str, Any]) -> dict[str, Any]:
+    """The PyTorchJob model with ``spec.elasticPolicy`` and its webhook rules."""
+    model = {**schema, "properties": dict(schema["properties"])}
+    spec = model["properties"]["spec"]
+    model["properties"]["spec"] = {
+        **spec,
+        "properties": {**spec["properties"], "elasticPolicy": ELASTIC_POLICY},
+        "checks": (*spec["checks"], _elastic_rules),
+    }
+    return model
+
+
+ELASTIC_PYTORCH_JOB = _with_elastic_policy(PYTORCH_JOB)
+
+
+def _elastic_job(workers: str = "1:4", *, full: bool = True, gpus: int = 2) -> dict[str, Any]:
+    case = Case("pytorch", "v1", 4, gpus, full)
+    spec = case.spec().replace(workers=workers, max_restarts=3)
+    job = case.job(spec=spec, target=target_for("pytorch", "v1", elastic=True))
+    return _as_sent(manifests.job_manifest(job))
+
+
+@pytest.mark.parametrize("full", [False, True], ids=["bare", "full"])
+@pytest.mark.parametrize("workers", ["1:4", "2:2", "3:8"])
+def test_elastic_pytorchjob_validates(workers: str, full: bool) -> None:
+    """``--workers MIN:MAX``: Worker replicas only (MAX of them), an elasticPolicy the
+    release-1.9 CRD and webhook accept, torchrun as the command."""
+    low, high = (int(n) for n in workers.split(":"))
+    job = _elastic_job(workers, full=full)
+    assert validate(job, ELASTIC_PYTORCH_JOB) == []
+    replicas = job["spec"]["pytorchReplicaSpecs"]
+    assert list(replicas) == ["Worker"] and replicas["Worker"]["replicas"] == high
+    assert job["spec"]["elasticPolicy"] == {
+        "minReplicas": low,
+        "maxReplicas": high,
+        "rdzvBackend": "c10d",
+        "rdzvId": JOB_ID,
+        "maxRestarts": 3,
+    }
+    assert job["spec"]["nprocPerNode"] == "1"  # not elasticPolicy.nProcPerNode (deprecated)
+    container = replicas["Worker"]["template"]["spec"]["containers"][0]
+    assert container["command"] == [
+        "python",
+        "-m",
+        "torch.distributed.run",
+        "-m",
+        "jupyter_training.runtime.node",
+        f"{manifests.MOUNT}/{manifests.PAYLOAD_KEY}",
+    ]
+    assert container["ports"] == [{"name": "pytorchjob-port", "containerPort": 23456}]
+    if full:  # a gang of at least MIN pods is enough to start
+        assert job["spec"]["runPolicy"]["schedulingPolicy"]["minAvailable"] == low
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        pytest.param(
+            lambda j: j["spec"]["elasticPolicy"].update(rdzvBackend="zookeeper"),
+            "spec.elasticPolicy.rdzvBackend: 'zookeeper' is not one of c10d, etcd, etcd-v2",
+            id="rdzv-backend",
+        ),
+        pytest.param(
+            lambda j: j["spec"]["elasticPolicy"].update(nProcPerNode=2),
+            "spec.elasticPolicy.nProcPerNode: must not be used with nprocPerNode",
+            id="nproc-twice",
+        ),
+        pytest.param(
+            lambda j: j["spec"]["elasticPolicy"].update(minReplicas=5),
+            "spec.elasticPolicy.maxReplicas: cannot be smaller than minReplicas",
+            id="min-over-max",
+        ),
+        pytest.param(
+            lambda j: j["spec"].update(
+                pytorchReplicaSpecs={"Master": j["spec"]["pytorchReplicaSpecs"]["Worker"]}
+            ),
+            (
+                "spec.pytorchReplicaSpecs.Master.replicas: must be 1",
+                "spec.pytorchReplicaSpecs.Worker: must be configured with elasticPolicy",
+            ),
+            id="no-worker",
+        ),
+        pytest.param(
+            lambda j: j["spec"]["elasticPolicy"].update(rdzvPort="29400"),
+            "spec.elasticPolicy.rdzvPort: expected integer",
+            id="port-type",
+        ),
+    ],
+)
+def test_validator_catches_elastic_errors(mutate: Mutation, expected: Expected) -> None:
+    """Each broken elastic PyTorchJob gives exactly the expected errors."""
+    job = _elastic_job()
+    mutate(job)
+    _assert_errors(validate(job, ELASTIC_PYTORCH_JOB), expected)
+
+
+@pytest.mark.parametrize("api", ["v1", "v2"])
+@pytest.mark.parametrize("checkpoint", ["ckpt:/ckpt", "work:/ckpt", "work:/mnt/work"])
+def test_checkpoint_claims_validate(api: str, checkpoint: str) -> None:
+    """``--checkpoint CLAIM:PATH`` (its own claim, a --volume's claim elsewhere, a --volume
+    itself) renders valid pods: one mount per path, one mount per volume in a patch."""
+    case = Case("pytorch", api, 2, 0, True)
+    spec = case.spec().replace(checkpoint=checkpoint)
+    for manifest in manifests.render(case.job(spec=spec)):
+        assert validate_manifest(manifest) == [], manifest["kind"]
+    env = _env(_container(manifests.job_manifest(case.job(spec=spec))))
+    path = checkpoint.split(":", 1)[1]
+    assert env["JUPYTER_TRAINING_CHECKPOINT_DIR"] == (
+        f"{path}/jupyter-training/checkpoints/{JOB_ID}"
+    )

@@ -5,11 +5,18 @@ TrainJob ``numProcPerNode``), the runtime started by the pod's command starts
 that many copies of itself, each with its own ``LOCAL_RANK`` and global
 ``RANK``, and tags every line they print with their rank, so the pod's one log
 stream still tells the ranks apart. A failing rank stops the others and the
-pod exits with its code. Stdlib only.
+pod exits with its code.
+
+An elastic PyTorchJob's pod runs torchrun itself (``python -m
+torch.distributed.run -m jupyter_training.runtime.node PAYLOAD``): torchrun
+joins the rendezvous and starts this module once per rank it is given, which
+runs the cell in a child the same way, tagged with the rank the rendezvous
+decided (not the pod's index). Stdlib only.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -25,6 +32,8 @@ STOP_GRACE_SECONDS = 5.0
 POLL_SECONDS = 0.05
 #: How long the output of ranks that have exited is still read (their children may hold it).
 READ_REST_SECONDS = 2.0
+#: Under torchrun the ranks of a pod install the ``--pip`` packages once, under this lock.
+PIP_LOCK = "/tmp/jupyter-training-pip.lock"
 
 
 def tag(rank: int, line: str) -> str:
@@ -115,3 +124,36 @@ def node_envs(env: Mapping[str, str], nproc: int, node_rank: int, nnodes: int) -
         )
         result.append(child)
     return result
+
+
+def rank_main(argv: list[str]) -> int:
+    """One rank torchrun started (an elastic pod): the cell in a child, its lines tagged."""
+    if len(argv) != 1:
+        print("usage: python -m jupyter_training.runtime.node PAYLOAD", file=sys.stderr)
+        return 2
+    _install_packages_once()
+    env = dict(os.environ)
+    env.setdefault("RANK", "0")
+    return run_node(argv[0], [env])
+
+
+def _install_packages_once() -> None:
+    """``--pip`` packages, installed by the first of the pod's ranks (the others wait)."""
+    if not os.environ.get("JUPYTER_TRAINING_PIP"):
+        return
+    import fcntl
+
+    from .__main__ import install_packages
+
+    with open(PIP_LOCK, "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        lock.seek(0)
+        if lock.read() != "installed":
+            install_packages()
+            lock.truncate(0)
+            lock.write("installed")
+            lock.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(rank_main(sys.argv[1:]))

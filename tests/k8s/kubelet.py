@@ -5,6 +5,10 @@ the payload) with the environment the pod spec declares, Secrets included.
 Cluster DNS is played on loopback: every pod gets a port of its own, and a pod's
 host name (``<job>-worker-0``, ``...<ns>.svc``, ``<tj>-node-0-0.<tj>``) in an
 env value becomes 127.0.0.1 with that port, as each pod's own IP would be.
+PersistentVolumeClaims are local directories, ``<root>/claims/<namespace>/<claim>``,
+shared by every pod (and every job) run under the same root: a mount path in an env
+value or the command becomes the claim's directory. A container killed by signal N
+exits 128+N, as a container runtime reports it.
 """
 
 from __future__ import annotations
@@ -71,6 +75,17 @@ def on_loopback(
     return result
 
 
+def claim_dir(root: Path, claim: str, ns: str = "default") -> Path:
+    """The local directory that plays PersistentVolumeClaim ``claim`` for pods run under
+    ``root``."""
+    return root / "claims" / ns / claim
+
+
+def exit_code(returncode: int) -> int:
+    """A process' return code as a container's exit code (signal N: 128+N)."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
 def run_pods_like_a_kubelet(kube: KubeEmulator, job: Any, root: Path, ns: str = "default") -> None:
     """Run every pod's container as a local process: ConfigMap files mounted, pod env set."""
     processes = start_pods(kube, job, root, ns)
@@ -79,7 +94,7 @@ def run_pods_like_a_kubelet(kube: KubeEmulator, job: Any, root: Path, ns: str = 
     for rank, process in zip(job.ranks(), processes, strict=True):
         out, _ = process.communicate(timeout=120)
         job.log(rank, out)
-        job.exit(rank, process.returncode)
+        job.exit(rank, exit_code(process.returncode))
     if all(p.returncode == 0 for p in processes):
         job.succeed()
     else:
@@ -109,16 +124,20 @@ def start_pods(
     processes = []
     for rank, pod in zip(job.ranks(), pods, strict=True):
         container = pod["spec"]["containers"][0]
+        claims = claim_mounts(pod, container, root, ns)
         env = pod_env(kube, ns, container["env"], pod)
         pod_port = next((p["containerPort"] for p in container.get("ports") or []), None)
         env = on_loopback(env, hosts, ports[0], pod_port)
+        env = {key: on_claims(value, claims) for key, value in env.items()}
         env.update(PYTHONPATH=str(mount), PATH=os.environ["PATH"])
         command = [
-            sys.executable if c == "python" else c.replace("/opt/jupyter-training", str(mount))
+            sys.executable
+            if c == "python"
+            else on_claims(c.replace("/opt/jupyter-training", str(mount)), claims)
             for c in container["command"]
         ]
         workdir = root / f"workspace-{rank}"
-        workdir.mkdir()
+        workdir.mkdir(exist_ok=True)
         env["JUPYTER_TRAINING_FILES_DIR"] = str(workdir)
         processes.append(
             subprocess.Popen(
@@ -133,6 +152,32 @@ def start_pods(
     return processes
 
 
+def claim_mounts(
+    pod: dict[str, Any], container: dict[str, Any], root: Path, ns: str = "default"
+) -> dict[str, Path]:
+    """The container's PersistentVolumeClaim mounts: mount path -> the claim's directory."""
+    claims = {
+        volume["name"]: volume["persistentVolumeClaim"]["claimName"]
+        for volume in pod["spec"].get("volumes") or []
+        if "persistentVolumeClaim" in volume
+    }
+    mounts = {}
+    for mount in container.get("volumeMounts") or []:
+        if mount["name"] in claims:
+            directory = claim_dir(root, claims[mount["name"]], ns)
+            directory.mkdir(parents=True, exist_ok=True)
+            mounts[mount["mountPath"].rstrip("/") or "/"] = directory
+    return mounts
+
+
+def on_claims(value: str, claims: dict[str, Path]) -> str:
+    """``value`` with a path under a claim's mount path moved to the claim's directory."""
+    for path in sorted(claims, key=len, reverse=True):  # the deepest mount first
+        if value == path or value.startswith(path.rstrip("/") + "/"):
+            return str(claims[path]) + value[len(path) :]
+    return value
+
+
 def free_ports(count: int) -> list[int]:
     """``count`` distinct free loopback ports."""
     sockets = [socket.socket() for _ in range(count)]
@@ -145,9 +190,22 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
-def run_cell_on_cluster(ip, operator, kube, root: Path, kind: str, line: str, cell: str):
+def run_cell_on_cluster(
+    ip,
+    operator,
+    kube,
+    root: Path,
+    kind: str,
+    line: str,
+    cell: str | None,
+    *,
+    magic: str = "train_distributed",
+):
     """Run ``cell`` with ``%%train_distributed --backend kubernetes LINE`` while a thread plays
-    the operator and this kubelet for the job of ``kind``; (the cell's output, the job)."""
+    the operator and this kubelet for the job of ``kind``; (the cell's output, the job).
+
+    ``magic`` names another magic (``train_resume``: ``LINE`` is given as is, and a line
+    magic when ``cell`` is None)."""
     from IPython.utils.capture import capture_output
 
     def kubelet():
@@ -157,6 +215,11 @@ def run_cell_on_cluster(ip, operator, kube, root: Path, kind: str, line: str, ce
         return job
 
     done = operator.background(kubelet)
+    if magic == "train_distributed":
+        line = f"--backend kubernetes {line}"
     with capture_output() as captured:
-        ip.run_cell_magic("train_distributed", f"--backend kubernetes {line}", cell)
+        if cell is None:
+            ip.run_line_magic(magic, line)
+        else:
+            ip.run_cell_magic(magic, line, cell)
     return captured.stdout, done.result(60)

@@ -7,7 +7,10 @@ conventions of the Training Operator v1 (release-1.9) and Trainer v2 (TrainJob o
 * v1 PyTorchJob/XGBoostJob/JAXJob/TFJob pods ``<job>-master-0`` / ``<job>-worker-<i>`` with the
   ``training.kubeflow.org/*`` labels, the replica template's pod spec, the env contract appended
   to every container, ``Created/Running/Restarting/Succeeded/Failed`` conditions with the real
-  ``setCondition`` semantics and ``replicaStatuses`` keyed ``Master``/``Worker``;
+  ``setCondition`` semantics and ``replicaStatuses`` keyed ``Master``/``Worker``; a PyTorchJob
+  with an ``elasticPolicy`` gets elastic.go's env (``PET_RDZV_ENDPOINT`` on the Worker's port,
+  ``PET_RDZV_BACKEND``, ``PET_NNODES=MIN:MAX``, ``PET_MAX_RESTARTS``, ``PET_RDZV_ID``, ...), and
+  the webhook wants its Worker replicas;
 * v2 TrainJob pods ``<tj>-node-0-<idx>-<random5>`` with the JobSet/Job labels, container
   ``node``, ``PET_*``/``DMLC_*``/``JAX_*`` env, and only ``Complete/Failed/Suspended``
   conditions.
@@ -269,6 +272,19 @@ def _v1_validator(kind: JobKind) -> Callable[[dict[str, Any], str], None]:
                 errors.append(f"{role}.replicas: Forbidden: must be 1")
             elif replicas is not None and replicas < 1 and kind is PYTORCH:
                 errors.append(f"{role}.replicas: Forbidden: must be at least 1")
+        spec = obj.get("spec") or {}
+        if kind is PYTORCH and spec.get("elasticPolicy") is not None:  # validateSpec
+            if "Worker" not in {_camel(k) for k in specs}:
+                errors.append(
+                    f"{base}[Worker]: Required value: must be configured if elastic policy is used"
+                )
+            if (spec["elasticPolicy"] or {}).get("nProcPerNode") is not None and (
+                spec.get("nprocPerNode") is not None
+            ):
+                errors.append(
+                    "spec.elasticPolicy.nProcPerNode: Forbidden: must not be used with "
+                    "spec.nprocPerNode"
+                )
         if kind is XGBOOST and "Master" not in {k.capitalize() for k in specs}:
             errors.append(f"{base}[Master]: Required value: must be present")
         if errors:
@@ -513,13 +529,26 @@ class JobHandle:
             env += [_env("PET_NODE_RANK", rep.rank)]
         if nproc is not None:
             env.append(_env("PET_NPROC_PER_NODE", nproc))
-        if elastic:  # approximate: the common variables only
-            low = elastic.get("minReplicas") or elastic.get("maxReplicas") or total
+        if elastic:  # pkg/controller.v1/pytorch/elastic.go: ElasticEnvVarGenerator.Generate
+            workers = int(specs.get("Worker", {}).get("replicas", 1))
+            low = elastic.get("minReplicas") or elastic.get("maxReplicas") or workers  # defaulter
             high = elastic.get("maxReplicas") or low
-            env.append(_env("PET_RDZV_BACKEND", elastic.get("rdzvBackend") or "c10d"))
             host = elastic.get("rdzvHost") or f"{self.name}-worker-0"
-            env.append(_env("PET_RDZV_ENDPOINT", f"{host}:{elastic.get('rdzvPort') or 29400}"))
+            rdzv_port = elastic.get("rdzvPort") or self._port(specs.get("Worker"))
+            env.append(_env("PET_RDZV_ENDPOINT", f"{host}:{rdzv_port}"))
+            env.append(_env("PET_RDZV_BACKEND", elastic.get("rdzvBackend") or "c10d"))
             env.append(_env("PET_NNODES", f"{low}:{high}"))
+            if elastic.get("maxRestarts") is not None:
+                env.append(_env("PET_MAX_RESTARTS", elastic["maxRestarts"]))
+            if elastic.get("nProcPerNode") is not None:
+                env.append(_env("PET_NPROC_PER_NODE", elastic["nProcPerNode"]))
+            if elastic.get("rdzvId") is not None:
+                env.append(_env("PET_RDZV_ID", elastic["rdzvId"]))
+            if elastic.get("rdzvConf"):
+                conf = ",".join(f"{c['key']}={c['value']}" for c in elastic["rdzvConf"])
+                env.append(_env("PET_RDZV_CONF", conf))
+            if elastic.get("standalone"):
+                env.append(_env("PET_STANDALONE", ""))
         else:
             env.append(_env("PET_NNODES", total))
         return env

@@ -9,6 +9,7 @@ object is gone.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -32,11 +33,13 @@ from ...runtime import records
 from ...runtime.payload import Payload
 from ...settings import TrainingSettings
 from ...spec import JobSpec, SpecError, parse_volume
-from ...store import JobRecord, JobStore, new_job_id, pending_record
+from ...store import JobNotFound, JobRecord, JobStore, new_job_id, pending_record
 from .cluster import Cluster, ClusterError, load_api_client
 from .manifests import (
     JobObjects,
     artifacts_location,
+    check_checkpoint_mount,
+    checkpoint_location,
     configmap_name,
     owner_reference,
     render,
@@ -44,7 +47,7 @@ from .manifests import (
     secret_name,
 )
 from .pods import describe_failure, pod_view
-from .targets import Target, job_phase, target_for
+from .targets import Target, job_phase, target_of
 from .watch import JobWatch
 
 _DNS1035 = "abcdefghijklmnopqrstuvwxyz"
@@ -81,6 +84,14 @@ class KubernetesBackend:
                 f"{name!r} must start with a letter on Kubernetes "
                 "(Kubeflow job names are DNS-1035 labels)",
             )
+        if spec.kubernetes.api == "v2" and spec.min_workers is not None:
+            raise SpecError(
+                "--workers",
+                f"{spec.min_workers}:{spec.workers} (elastic) with --api v2: upstream TrainJob "
+                "elastic training is not implemented yet (kubeflow/trainer); use --api v1 "
+                "(a PyTorchJob with an elasticPolicy) or a fixed --workers N",
+            )
+        check_checkpoint_mount(spec)
         if spec.kubernetes.api == "v2" and spec.max_restarts:
             raise SpecError(
                 "--max-restarts",
@@ -98,6 +109,17 @@ class KubernetesBackend:
         api = spec.kubernetes.api
         if api == "auto" and spec.framework_descriptor.v2_runtime is None:
             api = "v1"  # no TrainJob runtime for this framework: its v1 kind is the only way
+        if api == "auto" and spec.min_workers is not None:
+            api = "v1"  # elastic: a PyTorchJob's elasticPolicy (TrainJob has none yet)
+            if cluster is not None:
+                try:
+                    cluster.choose_api(api)
+                except ClusterError as err:
+                    raise ClusterError(
+                        f"--workers {spec.min_workers}:{spec.workers} (elastic) runs as a "
+                        f"PyTorchJob with an elasticPolicy (upstream TrainJob elastic training "
+                        f"is not implemented yet): {err}"
+                    ) from None
         if api == "auto":
             api = cluster.choose_api("auto") if cluster is not None else "v1"
         elif cluster is not None:
@@ -147,7 +169,7 @@ class KubernetesBackend:
         payload_path = None
         if len(data) + runtime_size > self.settings.configmap_max_bytes:
             payload_path = self._payload_on_volume(spec, data, job_id)
-        target = target_for(spec.framework, spec.kubernetes.api)
+        target = target_of(spec)
         extra = {"payload_path": payload_path} if payload_path else {}
         return JobObjects(
             job_id=job_id,
@@ -166,6 +188,27 @@ class KubernetesBackend:
             secrets=secrets,
             **extra,
         )
+
+    def _resumed_under_new_name(self, job: JobObjects) -> JobObjects:
+        """A resumed job named after its parent (``%train_resume``), whose failed job object
+        still exists (until its TTL), runs as ``<name>-<its id>``: Kubeflow job names are
+        unique in a namespace. Any other name clash stands (the caller refuses it)."""
+        parent_id = job.spec.parent
+        if parent_id is None:
+            return job
+        try:
+            parent = self.store.get(parent_id)
+        except JobNotFound:  # not in this store: no name to derive from
+            return job
+        if job.name != parent.name:
+            return job
+        base = job.name.removesuffix(f"-{parent_id}")  # a chain: mnist-<id2> -> mnist-<id3>
+        if base == "job":
+            name = f"job-{job.job_id}"
+        else:
+            name = f"{base[: 62 - len(job.job_id)].rstrip('-')}-{job.job_id}"
+        spec = job.spec.replace(name=name)
+        return dataclasses.replace(job, name=name, spec=spec)
 
     def _payload_on_volume(self, spec: JobSpec, data: bytes, job_id: str) -> str:
         size = f"{len(data) / 1e6:.1f} MB"
@@ -211,6 +254,9 @@ class KubernetesBackend:
             cluster.check_runtime(spec.kubernetes.runtime or "")
         job = self.objects(spec, payload, job_id, notebook, secrets or {})
         if cluster.get_job(job.target, job.namespace, job.name) is not None:
+            job = self._resumed_under_new_name(job)
+            spec = job.spec
+        if cluster.get_job(job.target, job.namespace, job.name) is not None:
             raise ClusterError(
                 f"--name: a {job.target.kind} named {job.name!r} already exists in namespace "
                 f"{job.namespace}; choose another --name or delete the old job"
@@ -231,6 +277,13 @@ class KubernetesBackend:
             for body in owned:
                 cluster.set_owner(body["kind"], job.namespace, body["metadata"]["name"], owner)
         location = artifacts_location(job)
+        context = {
+            "cluster": spec.kubernetes.context or self.settings.context or "default",
+            "namespace": job.namespace,
+        }
+        checkpoints = checkpoint_location(job)
+        if checkpoints is not None:
+            context["checkpoint_dir"] = f"pvc://{checkpoints[0]}{checkpoints[1]}"
         record = pending_record(
             job_id,
             spec,
@@ -238,10 +291,7 @@ class KubernetesBackend:
             notebook=notebook,
             workdir=workdir,
             artifacts=f"pvc://{location[0]}{location[1]}" if location else None,
-            context={
-                "cluster": spec.kubernetes.context or self.settings.context or "default",
-                "namespace": job.namespace,
-            },
+            context=context,
         )
         record.name = job.name
         record.message = f"{job.target.kind} {job.namespace}/{job.name} created"
@@ -270,7 +320,7 @@ class KubernetesBackend:
     def _where(self, record: JobRecord) -> tuple[Cluster, Target, str]:
         spec = record.spec
         cluster = self.cluster(spec.kubernetes.context)
-        return cluster, target_for(spec.framework, spec.kubernetes.api), spec.kubernetes.namespace
+        return cluster, target_of(spec), spec.kubernetes.namespace
 
     def get(self, job_id: str) -> JobRecord:
         """The job's record, refreshed from the cluster while it is unfinished."""

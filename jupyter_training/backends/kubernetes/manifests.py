@@ -7,6 +7,12 @@ descriptors (stdlib only) and the captured cell travel in a ConfigMap mounted
 read-only at ``/opt/jupyter-training``; the job owns it.
 ``--secret-env`` values from the kernel's environment travel in an owned Secret
 and reach the pods through ``secretKeyRef``, never as plain values.
+
+Checkpoints live on a claim, under ``<mount>/jupyter-training/checkpoints/<lineage>``:
+the ``--checkpoint CLAIM:PATH`` claim, else the first ``--volume``. An elastic job
+(``--workers MIN:MAX``) is a PyTorchJob with an ``elasticPolicy``: Worker replicas
+only, torchrun as the command (it reads the operator's ``PET_*`` rendezvous
+settings), our runtime as each rank it starts.
 """
 
 from __future__ import annotations
@@ -22,9 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from ...runtime import __all__ as WORKER_API
+from ...runtime.checkpoints import CHECKPOINT_ENV, CHECKPOINT_REFUSAL_ENV
 from ...runtime.masking import ENV_NAMES as SECRET_ENV_NAMES
 from ...runtime.reporting import ARTIFACTS_ENV, ARTIFACTS_REFUSAL_ENV
-from ...spec import JobSpec, parse_volume
+from ...spec import JobSpec, SpecError, parse_volume
 from .targets import (
     ANNOTATION_NOTEBOOK,
     LABEL_JOB_ID,
@@ -39,6 +46,14 @@ MOUNT = "/opt/jupyter-training"
 WORKDIR = "/workspace"
 PAYLOAD_KEY = "payload.bin"
 PATCH_MANAGER = "jupyter-training.io/jupyter-training"
+#: The volume a ``--checkpoint`` claim is mounted from when no ``--volume`` is that mount.
+CHECKPOINT_VOLUME = "checkpoint"
+CHECKPOINT_REFUSAL = (
+    "checkpoint_dir(): this Kubernetes job has no volume for checkpoints; add --volume "
+    "CLAIM:/mnt/work or --checkpoint CLAIM:/ckpt (a PersistentVolumeClaim every worker mounts)"
+)
+#: torchrun's c10d rendezvous: no etcd needed, the store runs in the first Worker's pod.
+RDZV_BACKEND = "c10d"
 _PACKAGE_DIR = Path(__file__).resolve().parents[2]
 #: Stdlib-only packages the worker runtime needs in a pod: itself and the framework descriptors.
 _SHIPPED_PACKAGES = ("runtime", "frameworks")
@@ -200,6 +215,11 @@ def _env(job: JobObjects) -> list[dict[str, Any]]:
         )
     else:
         env[ARTIFACTS_ENV] = location[1]
+    checkpoints = checkpoint_location(job)
+    if checkpoints is None:
+        env[CHECKPOINT_REFUSAL_ENV] = CHECKPOINT_REFUSAL
+    else:
+        env[CHECKPOINT_ENV] = checkpoints[1]
     env.update(job.spec.env)
     plain: list[dict[str, Any]] = [{"name": key, "value": value} for key, value in env.items()]
     return plain + [_secret_env_var(job, name) for name in job.spec.secret_env]
@@ -211,6 +231,43 @@ def artifacts_location(job: JobObjects) -> tuple[str, str] | None:
         return None
     claim, mount = parse_volume(job.spec.kubernetes.volumes[0])
     return claim, f"{mount.rstrip('/')}/jupyter-training/{job.name}-{job.job_id}/artifacts"
+
+
+def checkpoint_mount(spec: JobSpec) -> tuple[str, str] | None:
+    """``(claim, mount path)`` that holds the checkpoints: ``--checkpoint``, else the first
+    ``--volume``; None when the job has neither."""
+    if spec.kubernetes.checkpoint is not None:
+        return parse_volume(spec.kubernetes.checkpoint, "--checkpoint")
+    if spec.kubernetes.volumes:
+        return parse_volume(spec.kubernetes.volumes[0])
+    return None
+
+
+def checkpoint_location(job: JobObjects) -> tuple[str, str] | None:
+    """``(claim, path in the pod)`` of the lineage's checkpoint directory, shared by the job,
+    its restarts and every job resumed from it (``spec.lineage``, else this job's id)."""
+    mount = checkpoint_mount(job.spec)
+    if mount is None:
+        return None
+    claim, path = mount
+    lineage = job.spec.lineage or job.job_id
+    return claim, f"{path.rstrip('/')}/jupyter-training/checkpoints/{lineage}"
+
+
+def check_checkpoint_mount(spec: JobSpec) -> None:
+    """Refuse a ``--checkpoint CLAIM:PATH`` whose PATH is where another claim is mounted."""
+    if spec.kubernetes.checkpoint is None:
+        return
+    claim, path = parse_volume(spec.kubernetes.checkpoint, "--checkpoint")
+    for volume in spec.kubernetes.volumes:
+        other, mounted = parse_volume(volume)
+        if mounted.rstrip("/") == path.rstrip("/") and other != claim:
+            raise SpecError(
+                "--checkpoint",
+                f"{claim}:{path}: {path} is where --volume {volume} is mounted; mount the "
+                f"checkpoint claim elsewhere (e.g. --checkpoint {claim}:/ckpt) or use "
+                f"--checkpoint {volume}",
+            )
 
 
 def _secret_env_var(job: JobObjects, name: str) -> dict[str, Any]:
@@ -252,14 +309,34 @@ def _volumes(job: JobObjects) -> tuple[list[dict[str, Any]], list[dict[str, Any]
         {"name": "jupyter-training", "mountPath": MOUNT, "readOnly": True},
         {"name": "workspace", "mountPath": WORKDIR},
     ]
-    for index, volume in enumerate(job.spec.kubernetes.volumes):
-        claim, path = parse_volume(volume)
+    claims = [parse_volume(volume) for volume in job.spec.kubernetes.volumes]
+    for index, (claim, path) in enumerate(claims):
         volumes.append({"name": f"volume-{index}", "persistentVolumeClaim": {"claimName": claim}})
         mounts.append({"name": f"volume-{index}", "mountPath": path})
+    if job.spec.kubernetes.checkpoint is not None:
+        claim, path = parse_volume(job.spec.kubernetes.checkpoint, "--checkpoint")
+        if (claim, path.rstrip("/")) not in {(c, p.rstrip("/")) for c, p in claims}:
+            # A volume of its own, even for a claim some --volume mounts elsewhere: a
+            # TrainJob patch keys mounts by volume name, one mount per volume.
+            volumes.append(
+                {"name": CHECKPOINT_VOLUME, "persistentVolumeClaim": {"claimName": claim}}
+            )
+            mounts.append({"name": CHECKPOINT_VOLUME, "mountPath": path})
     return volumes, mounts
 
 
 def _command(job: JobObjects) -> list[str]:
+    if job.spec.min_workers is not None:
+        # Elastic: torchrun joins the rendezvous the operator's PET_* variables describe and
+        # starts the ranks it is given; each runs the cell with its lines tagged by its rank.
+        return [
+            "python",
+            "-m",
+            "torch.distributed.run",
+            "-m",
+            "jupyter_training.runtime.node",
+            job.payload_path,
+        ]
     return ["python", "-m", "jupyter_training.runtime", job.payload_path]
 
 
@@ -283,7 +360,11 @@ def _v1_job(job: JobObjects) -> dict[str, Any]:
     template = {"metadata": {"labels": labels(job)}, "spec": pod_spec}
     restart = "OnFailure" if job.spec.max_restarts else "Never"
     master = job.target.master
-    counts = {master: 1, "Worker": job.spec.workers - 1} if master else {"Worker": job.spec.workers}
+    elastic = job.spec.min_workers is not None
+    if master and not elastic:
+        counts = {master: 1, "Worker": job.spec.workers - 1}
+    else:  # elastic: Worker replicas only, as many as the most the job may use
+        counts = {"Worker": job.spec.workers}
     replicas = {
         rtype: {
             "replicas": count,
@@ -304,15 +385,35 @@ def _v1_job(job: JobObjects) -> dict[str, Any]:
     if job.spec.kubernetes.queue:
         run_policy["schedulingPolicy"] = {
             "queue": job.spec.kubernetes.queue,
-            "minAvailable": job.spec.workers,
+            "minAvailable": job.spec.min_workers if elastic else job.spec.workers,
         }
     spec: dict[str, Any] = {"runPolicy": run_policy, job.target.replica_key: replicas}
     spec.update(job.spec.framework_descriptor.v1_spec_fields(job.spec.nproc_per_worker))
+    if elastic:
+        spec["elasticPolicy"] = elastic_policy(job)
     return {
         "apiVersion": job.target.api_version,
         "kind": job.target.kind,
         "metadata": metadata(job, job.name),
         "spec": spec,
+    }
+
+
+def elastic_policy(job: JobObjects) -> dict[str, Any]:
+    """PyTorchJob ``spec.elasticPolicy`` of an elastic job (``--workers MIN:MAX``).
+
+    The operator (release-1.9, ``pkg/controller.v1/pytorch/elastic.go``) turns it into
+    torchrun's settings on every pod: ``PET_NNODES=MIN:MAX``, ``PET_RDZV_BACKEND``,
+    ``PET_RDZV_ENDPOINT=<job>-worker-0:<the pytorch container's port>``, ``PET_RDZV_ID``
+    and ``PET_MAX_RESTARTS``. No ``nProcPerNode`` here: ``spec.nprocPerNode`` says it
+    (the webhook forbids both), and the operator sets ``PET_NPROC_PER_NODE`` from it.
+    """
+    return {
+        "minReplicas": job.spec.min_workers,
+        "maxReplicas": job.spec.workers,
+        "rdzvBackend": RDZV_BACKEND,
+        "rdzvId": job.job_id,
+        "maxRestarts": job.spec.max_restarts,
     }
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from ... import frameworks
 from ...events import FAILED, PENDING, RESTARTING, RUNNING, SUCCEEDED
+from ...spec import JobSpec
 
 V1_GROUP, V1_VERSION = "kubeflow.org", "v1"
 V2_GROUP, V2_VERSION = "trainer.kubeflow.org", "v1alpha1"
@@ -80,8 +81,12 @@ class Target:
 TRAIN_JOB = Target("v2", "TrainJob", V2_GROUP, V2_VERSION, "trainjobs", "node", 29500, None)
 
 
-def target_for(framework: str, api: str) -> Target:
-    """The job kind for ``framework`` on Kubeflow ``api`` (v1: the framework's own kind)."""
+def target_for(framework: str, api: str, *, elastic: bool = False) -> Target:
+    """The job kind for ``framework`` on Kubeflow ``api`` (v1: the framework's own kind).
+
+    ``elastic`` (``--workers MIN:MAX``, a PyTorchJob with an ``elasticPolicy``): Worker
+    replicas only, as the operator expects; the rendezvous, not the pod, decides each rank.
+    """
     if api == "v2":
         return TRAIN_JOB
     kind = frameworks.get(framework).kubeflow
@@ -96,9 +101,14 @@ def target_for(framework: str, api: str) -> Target:
         kind.container,
         kind.port,
         kind.port_name,
-        master=kind.master,
+        master=None if elastic else kind.master,
         replica_key=kind.replica_key,
     )
+
+
+def target_of(spec: JobSpec) -> Target:
+    """The job kind a resolved ``spec`` runs as."""
+    return target_for(spec.framework, spec.kubernetes.api, elastic=spec.min_workers is not None)
 
 
 def job_phase(target: Target, job: dict[str, Any]) -> tuple[str | None, str]:
