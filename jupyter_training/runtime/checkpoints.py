@@ -25,6 +25,7 @@ from typing import Any
 
 from . import records
 from .context import rank
+from .reporting import job_directory
 
 CHECKPOINT_ENV = "JUPYTER_TRAINING_CHECKPOINT_DIR"
 #: Set where a job cannot keep checkpoints: the message ``checkpoint_dir()`` raises.
@@ -68,17 +69,7 @@ def checkpoint_dir() -> Path:
     Locally it lives under the job store; on Kubernetes on the job's
     ``--volume`` or ``--checkpoint`` claim. Outside a job: ``./checkpoints``.
     """
-    path = os.environ.get(CHECKPOINT_ENV)
-    if not path:
-        refusal = os.environ.get(CHECKPOINT_REFUSAL_ENV)
-        if refusal:
-            raise RuntimeError(refusal)
-        if "JUPYTER_TRAINING_JOB_ID" in os.environ:
-            raise RuntimeError("checkpoint_dir(): this job's backend keeps no checkpoints")
-        path = "checkpoints"
-    directory = Path(path)
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
+    return job_directory(CHECKPOINT_ENV, CHECKPOINT_REFUSAL_ENV, "checkpoints", "checkpoint_dir")
 
 
 def restart_count() -> int:

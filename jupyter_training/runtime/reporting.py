@@ -227,14 +227,20 @@ def artifacts_dir() -> Path:
     Every rank gets the same directory (locally: under the job store; on
     Kubernetes: on the job's ``--volume``). Outside a job: ``./artifacts``.
     """
-    path = os.environ.get(ARTIFACTS_ENV)
+    return job_directory(ARTIFACTS_ENV, ARTIFACTS_REFUSAL_ENV, "artifacts", "artifacts_dir")
+
+
+def job_directory(env: str, refusal_env: str, outside: str, caller: str) -> Path:
+    """The directory the backend names in ``env`` (created on first use); the message in
+    ``refusal_env`` where it keeps none; ``./<outside>`` outside a job."""
+    path = os.environ.get(env)
     if not path:
-        refusal = os.environ.get(ARTIFACTS_REFUSAL_ENV)
+        refusal = os.environ.get(refusal_env)
         if refusal:
             raise RuntimeError(refusal)
         if "JUPYTER_TRAINING_JOB_ID" in os.environ:
-            raise RuntimeError("artifacts_dir(): this job's backend keeps no artifacts")
-        path = "artifacts"
+            raise RuntimeError(f"{caller}(): this job's backend keeps no {outside}")
+        path = outside
     directory = Path(path)
     directory.mkdir(parents=True, exist_ok=True)
     return directory
