@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import importlib
 import inspect
+import io
 import linecache
 import pickle
 import pickletools
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .runtime.payload import Payload, ValueBlob
+from .runtime.tensors import reduce_tensor
 
 DEFAULT_MAX_PAYLOAD_BYTES = 512 * 1024 * 1024
 
@@ -257,7 +259,7 @@ class _Capturer:
     def _pickle(self, name: str, value: Any) -> set[str]:
         buffers: list[pickle.PickleBuffer] = []
         try:
-            data = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+            data = _dumps(value, buffers.append)
         except Exception as err:
             raise CaptureError(
                 f"notebook variable {name!r} ({type(value).__module__}.{type(value).__qualname__})"
@@ -266,6 +268,21 @@ class _Capturer:
             ) from None
         self.found.values.append(ValueBlob(name, data, [b.raw() for b in buffers]))
         return _main_globals(data)
+
+
+class _OutOfBandPickler(pickle.Pickler):
+    """Protocol 5 with large torch tensors' bytes kept out of band too."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        return reduce_tensor(obj)
+
+
+def _dumps(value: Any, buffer_callback: Any) -> bytes:
+    if "torch" not in sys.modules:
+        return pickle.dumps(value, protocol=5, buffer_callback=buffer_callback)
+    stream = io.BytesIO()
+    _OutOfBandPickler(stream, protocol=5, buffer_callback=buffer_callback).dump(value)
+    return stream.getvalue()
 
 
 def _is_definition(value: Any) -> bool:
