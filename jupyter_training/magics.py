@@ -725,6 +725,38 @@ class TrainingMagics(Magics):
         return cancel_sweep(self.client, ref)
 
     @magic_arguments()
+    @argument(
+        "-f",
+        "--framework",
+        default="pytorch",
+        help="The framework whose workers to keep warm (default: pytorch).",
+    )
+    @argument("modules", nargs="*", help="Installed modules to import too (e.g. numpy pandas).")
+    @line_magic
+    def train_warmup(self, line: str) -> None:
+        """Make the next local jobs' workers start warm: import the framework now, in the
+        background process they are forked from."""
+        args = parse_argstring(self.train_warmup, line)
+        try:
+            framework = frameworks.get(args.framework)
+        except frameworks.UnknownFramework as err:
+            raise UsageError(f"--framework: {err}") from None
+        backend = self.client.backend("local")
+        try:
+            ready = backend.warm_up(framework.name, args.modules)
+        except (SubmitError, TimeoutError) as err:
+            raise UsageError(str(err)) from None
+        imported = ", ".join(ready.get("imported", [])) or "nothing beyond the runtime"
+        idle = self.client.settings.warm_idle_timeout
+        print(
+            f"{framework.title} workers start warm: {imported} imported in "
+            f"{ready.get('seconds', 0):.1f} s (warm process {ready.get('pid')}); it exits "
+            f"after {idle:g} s without a job"
+        )
+        for name, reason in ready.get("skipped", {}).items():
+            print(f"  not kept warm: {name} ({reason})")
+
+    @magic_arguments()
     @job_id_arg
     @argument("-r", "--rank", type=int, default=None, help="Only this rank's output.")
     @argument("--follow", action="store_true", help="Keep printing until the job ends.")

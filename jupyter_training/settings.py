@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from jupyter_core.paths import jupyter_config_path, jupyter_data_dir
-from traitlets import Enum, Float, Int, List, Unicode, default
+from traitlets import Bool, Enum, Float, Int, List, Unicode, default
 from traitlets.config import Config, Configurable
 from traitlets.config.loader import JSONFileConfigLoader, PyFileConfigLoader
 
@@ -75,6 +75,18 @@ class TrainingSettings(Configurable):
         5.0,
         config=True,
         help="Seconds workers get after SIGTERM before SIGKILL when a job stops.",
+    )
+    warm_workers = Bool(
+        True,
+        config=True,
+        help="Fork local jobs' workers from a warm process that has the framework (and the "
+        "installed modules recent cells imported) loaded already; every job still gets new "
+        "processes. False: start every worker as a new interpreter.",
+    )
+    warm_idle_timeout = Float(
+        600.0,
+        config=True,
+        help="Seconds a warm process waits for the next job before it exits.",
     )
 
     # Kubernetes backend

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
@@ -50,7 +51,11 @@ def ip(jupyter_dirs: Path) -> Iterator[object]:
 
 
 def processes_of(job_id: str) -> list[int]:
-    """Live pids (zombies excluded) whose command line or environment names ``job_id``."""
+    """Live pids (zombies excluded) whose command line, environment or output names ``job_id``.
+
+    A warm worker's command line and initial environment are its warm process's; its
+    stdout (the job's rank log) names the job.
+    """
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -60,6 +65,8 @@ def processes_of(job_id: str) -> list[int]:
             blob = (entry / "cmdline").read_bytes() + (entry / "environ").read_bytes()
         except OSError:
             continue
+        with contextlib.suppress(OSError):
+            blob += os.readlink(entry / "fd" / "1").encode()
         if state != "Z" and job_id.encode() in blob:
             found.append(int(entry.name))
     return found
@@ -74,3 +81,16 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05):
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+@pytest.fixture(params=["warm", "cold"])
+def worker_start(request: pytest.FixtureRequest, settings) -> str:
+    """Run a test twice: workers forked from a ready warm process, then new interpreters."""
+    settings.warm_workers = request.param == "warm"
+    if settings.warm_workers:
+        from jupyter_training.backends.local.warm import WARM
+
+        log = Path(settings.store_dir) / "warm.log"
+        for framework in ("pytorch", "xgboost"):
+            WARM.warm_up(framework, idle=600, log=log)
+    return request.param

@@ -20,6 +20,9 @@ from jupyter_training.store import pending_record
 
 from conftest import processes_of, wait_until
 
+#: Every fault runs with warm workers (the default) and again with cold ones.
+pytestmark = pytest.mark.usefixtures("worker_start")
+
 
 def _listening_sockets() -> int:
     count = 0

@@ -20,7 +20,8 @@ from conftest import processes_of, wait_until
 
 
 @pytest.fixture
-def client(settings):
+def client(settings, worker_start):
+    """Each test runs with warm workers (the default) and again with cold ones."""
     return TrainingClient(settings)
 
 

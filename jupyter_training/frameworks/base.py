@@ -95,6 +95,9 @@ class Framework:
     #: Leave with ``os._exit`` after the cell when this module is loaded (slow or crashing
     #: interpreter teardown).
     fast_exit_modules: tuple[str, ...] = ()
+    #: What a warm process imports before forking this framework's workers (nothing that
+    #: starts a thread or touches a GPU at import).
+    warm_modules: tuple[str, ...] = ()
     #: Whether the job may run elastic (``--workers MIN:MAX``: PyTorchJob's elasticPolicy,
     #: torchrun's min:max nodes).
     elastic: bool = False

@@ -28,6 +28,7 @@ class Jax(Framework):
         "so jax.process_count() is the world size"
     )
     module = "jax"
+    warm_modules = ("jax",)
     extra = "jax"
     kubeflow = KubeflowKind(
         "JAXJob", "jaxjobs", "jaxReplicaSpecs", "jax", 6666, "jaxjob-port", None

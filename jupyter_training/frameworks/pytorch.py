@@ -48,6 +48,7 @@ class PyTorch(Framework):
         "torchrun, PyTorchJob and TrainJob variable is set"
     )
     module = "torch"
+    warm_modules = ("torch", "torch.distributed")
     extra = "pytorch"
     kubeflow = KubeflowKind(
         "PyTorchJob", "pytorchjobs", "pytorchReplicaSpecs", "pytorch", 23456, "pytorchjob-port"

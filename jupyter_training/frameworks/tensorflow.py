@@ -22,6 +22,7 @@ class TensorFlow(Framework):
         "forms one group (Kubernetes: TFJob, --api v1)"
     )
     module = "tensorflow"
+    warm_modules = ("tensorflow",)
     extra = "tensorflow"
     kubeflow = KubeflowKind(
         "TFJob", "tfjobs", "tfReplicaSpecs", "tensorflow", 2222, "tfjob-port", None

@@ -32,6 +32,7 @@ class XGBoost(Framework):
         "rank, so xgb.train() on each shard trains one model"
     )
     module = "xgboost"
+    warm_modules = ("xgboost",)
     extra = "xgboost"
     kubeflow = KubeflowKind(
         "XGBoostJob", "xgboostjobs", "xgbReplicaSpecs", "xgboost", 9999, "xgboostjob-port"

@@ -229,7 +229,8 @@ def report_failure(err: BaseException) -> None:
     )
 
 
-def _exit(code: int) -> None:
+def finish(code: int) -> bool:
+    """Flush everything the cell wrote; whether to leave at once (without teardown)."""
     stop_flusher()
     with contextlib.suppress(Exception):
         flush_reports()
@@ -237,7 +238,11 @@ def _exit(code: int) -> None:
         with contextlib.suppress(Exception):
             stream.flush()
     fast = {m for f in _FRAMEWORK for m in f.fast_exit_modules} | {"torch"}
-    if fast & sys.modules.keys():
+    return bool(fast & sys.modules.keys())
+
+
+def _exit(code: int) -> None:
+    if finish(code):
         os._exit(code)  # their interpreter teardown is slow and may abort (torch, jax, ...)
     sys.exit(code)
 

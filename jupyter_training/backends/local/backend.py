@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from .files import JobFiles
 from .host import process_start_time, visible_gpu_ids, wait_for_exit
 from .supervisor import BOOT as SUPERVISOR_BOOT
 from .supervisor import worker_env
+from .warm import WARM, WarmProcesses, imported_modules
 
 SUPERVISOR_START_SECONDS = 10.0
 
@@ -39,10 +40,14 @@ class LocalBackend:
 
     name = "local"
 
-    def __init__(self, store: JobStore, settings: TrainingSettings) -> None:
+    def __init__(
+        self, store: JobStore, settings: TrainingSettings, *, warm: WarmProcesses | None = WARM
+    ) -> None:
         self.store = store
         self.settings = settings
         self.jobs_dir = Path(settings.store_dir) / "jobs"
+        #: Where warm workers come from (None: every job starts cold, as from the CLI).
+        self.warm = warm
 
     def files(self, job_id: str) -> JobFiles:
         return JobFiles(self.jobs_dir / job_id)
@@ -110,16 +115,25 @@ class LocalBackend:
             context={"host": platform.node()},
         )
         self.store.add(record)
-        self.start_supervisor(job_id, files, secrets or {})
+        warm = self.settings.warm_workers and self.warm
+        modules = imported_modules(cell, payload.imports) if warm else ()
+        self.start_supervisor(
+            job_id, files, secrets or {}, spec=spec if warm else None, modules=modules
+        )
         return record
 
     def start_supervisor(
-        self, job_id: str, files: JobFiles, secrets: Mapping[str, str] | None = None
+        self,
+        job_id: str,
+        files: JobFiles,
+        secrets: Mapping[str, str] | None = None,
+        *,
+        spec: JobSpec | None = None,
+        modules: Iterable[str] = (),
     ) -> None:
-        command = [
-            sys.executable,
-            "-c",
-            SUPERVISOR_BOOT,
+        """Start the job's supervisor: forked from the framework's warm process when
+        ``spec`` is given and one is ready, else as a new interpreter."""
+        arguments = [
             "--db",
             str(self.store.path),
             "--job",
@@ -131,6 +145,23 @@ class LocalBackend:
             "--result-limit",
             str(self.settings.max_result_bytes),
         ]
+        if spec is not None:
+            request = {
+                "argv": arguments,
+                "env": {**os.environ, **(secrets or {})},
+                "cwd": os.getcwd(),
+                "log": str(files.supervisor_log),
+            }
+            if self.warm.launch(
+                spec.framework,
+                request,
+                job_env=spec.env,
+                modules=modules,
+                idle=self.settings.warm_idle_timeout,
+                log=self.jobs_dir.parent / "warm.log",
+            ):
+                return
+        command = [sys.executable, "-c", SUPERVISOR_BOOT, *arguments]
         with files.open_supervisor_log() as log:
             starter = subprocess.Popen(
                 command,
@@ -148,6 +179,20 @@ class LocalBackend:
             reason = f"the job supervisor did not start (see {files.supervisor_log})"
             self.store.set_phase(job_id, FAILED, message=reason, failure={"reason": reason})
             raise SubmitError(reason)
+
+    def warm_up(self, framework: str, modules: Iterable[str] = ()) -> dict[str, Any]:
+        """Start the framework's warm process (with ``modules`` too) and wait until ready."""
+        if not (self.settings.warm_workers and self.warm):
+            raise SubmitError(
+                "warm workers are off (c.TrainingApp.warm_workers = False); every job's "
+                "workers start as new interpreters"
+            )
+        return self.warm.warm_up(
+            framework,
+            modules=modules,
+            idle=self.settings.warm_idle_timeout,
+            log=self.jobs_dir.parent / "warm.log",
+        )
 
     def get(self, job_id: str) -> JobRecord:
         """The job's record, marked Failed if its supervisor vanished mid-job."""

@@ -41,6 +41,7 @@ from ...runtime.reporting import ARTIFACTS_ENV
 from ...spec import JobSpec
 from ...store import JobStore
 from .files import JobFiles
+from .forking import ForkedWorker, fork_worker
 from .host import (
     die_with_parent,
     exit_fd,
@@ -132,8 +133,12 @@ class Supervisor:
         files: JobFiles,
         grace: float,
         result_limit: int | None = None,
+        *,
+        fork_workers: bool = False,
     ) -> None:
         self.result_limit = result_limit
+        #: Fork ranks from this (warm) process instead of starting new interpreters.
+        self.fork_workers = fork_workers
         self.store = store
         self.job_id = job_id
         self.files = files
@@ -141,7 +146,7 @@ class Supervisor:
         self.record = store.get(job_id)
         self.spec = self.record.spec
         self.stop_reason: str | None = None
-        self.workers: dict[int, subprocess.Popen[bytes]] = {}
+        self.workers: dict[int, subprocess.Popen[bytes] | ForkedWorker] = {}
         self.exited: dict[int, int] = {}
         self.deadline: float | None = None
         #: The OOM-kill count read before the previous look at the workers: a SIGKILL with
@@ -176,6 +181,7 @@ class Supervisor:
             supervisor_pid=os.getpid(),
             supervisor_start=process_start_time(os.getpid()),
         )
+        self.store.merge(self.job_id, "context", {"warm": self.fork_workers})
         gpu_ids = visible_gpu_ids() if self.spec.gpus else []
         attempt = 0
         self.current_workers = self.spec.workers
@@ -268,18 +274,24 @@ class Supervisor:
         self.attempt_workers = [*getattr(self, "attempt_workers", [])[:attempt], workers]
         return [{"attempt": n, "workers": w} for n, w in enumerate(self.attempt_workers)]
 
-    def spawn(self, rank: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    def spawn(self, rank: int, env: dict[str, str]) -> subprocess.Popen[bytes] | ForkedWorker:
         with self.files.open_rank_log(rank) as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "jupyter_training.runtime", str(self.files.payload)],
-                env=env,
-                cwd=self.record.workdir or None,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=die_with_parent,
-            )
+            if self.fork_workers:
+                payload, cwd = str(self.files.payload), self.record.workdir or None
+                process: subprocess.Popen[bytes] | ForkedWorker = fork_worker(
+                    payload, env, cwd, log.fileno()
+                )
+            else:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "jupyter_training.runtime", str(self.files.payload)],
+                    env=env,
+                    cwd=self.record.workdir or None,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=die_with_parent,
+                )
         fd = exit_fd(process.pid)
         if fd is not None:
             self.exit_fds[rank] = fd
@@ -403,7 +415,8 @@ BOOT = (
 )
 
 
-def main(argv: list[str] | None = None, *, forked: bool = False) -> None:
+def main(argv: list[str] | None = None, *, forked: bool = False, warm: bool = False) -> None:
+    """Supervise one job; ``forked``: already detached; ``warm``: fork the workers too."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--db", required=True, type=Path)
     parser.add_argument("--job", required=True)
@@ -417,7 +430,9 @@ def main(argv: list[str] | None = None, *, forked: bool = False) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     files = JobFiles(args.dir)
     store = JobStore(args.db)
-    supervisor = Supervisor(store, args.job, files, args.grace, args.result_limit)
+    supervisor = Supervisor(
+        store, args.job, files, args.grace, args.result_limit, fork_workers=warm
+    )
     signal.signal(signal.SIGTERM, supervisor.request_cancel)
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_read, False)
