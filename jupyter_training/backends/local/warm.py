@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .warm_process import BOOT
+from .warm_process import BOOT, not_warmable
 
 #: Environment variables libraries read when they are imported: a change to one of them
 #: (in the kernel, or in a job's --env) makes a warm process stale.
@@ -286,7 +286,11 @@ class WarmProcesses:
 
     def _want(self, framework: str, modules: Iterable[str]) -> tuple[str, ...]:
         """Every installed module recent cells imported (the standard library loads fast)."""
-        fresh = [m for m in modules if m.partition(".")[0] not in sys.stdlib_module_names]
+        fresh = [
+            m
+            for m in modules
+            if m.partition(".")[0] not in sys.stdlib_module_names and not_warmable(m) is None
+        ]
         wanted = dict.fromkeys([*self._wanted.get(framework, ()), *fresh])
         self._wanted[framework] = tuple(m for m in wanted if m not in self.unsafe)
         return self._wanted[framework]

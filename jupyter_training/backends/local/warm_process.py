@@ -75,7 +75,7 @@ def warm_up(framework: str, modules: list[str]) -> dict[str, Any]:
 
             modules = [*get(framework).warm_modules, *modules]
         for name in dict.fromkeys(modules):
-            reason = _not_warmable(name)
+            reason = not_warmable(name)
             if reason is None:
                 try:
                     importlib.import_module(name)
@@ -112,18 +112,21 @@ def fork_hazard() -> str | None:
     return None
 
 
-def _not_warmable(name: str) -> str | None:
-    """Why ``name`` is not imported here (None: it is an installed, non-editable module)."""
+def not_warmable(name: str) -> str | None:
+    """Why ``name`` is not imported here (None: an installed, non-editable module)."""
     top = name.partition(".")[0]
-    if top in sys.modules:
-        return None
+    module = sys.modules.get(top)
     try:
-        spec = importlib.util.find_spec(top)
+        if module is not None:
+            paths = list(getattr(module, "__path__", []))
+            origin = getattr(module, "__file__", None) or next(iter(paths), "built-in")
+        else:
+            spec = importlib.util.find_spec(top)
+            if spec is None:
+                return "not installed"
+            origin = spec.origin or next(iter(spec.submodule_search_locations or []), "")
     except (ImportError, ValueError) as err:
         return f"{type(err).__name__}: {err}"
-    if spec is None:
-        return "not installed"
-    origin = spec.origin or next(iter(spec.submodule_search_locations or []), "")
     if origin in ("built-in", "frozen"):
         return None
     roots = {sysconfig.get_paths()[k] for k in ("purelib", "platlib", "stdlib", "platstdlib")}
