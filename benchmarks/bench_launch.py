@@ -1,8 +1,10 @@
 """launch: a cell that imports torch, joins a gloo group and leaves, start to finish.
 
 Ours: ``TrainingClient.submit`` plus consuming ``client.events`` until the terminal phase,
-exactly as ``%%train_distributed`` does. Baselines, interleaved with ours: ``torchrun
---nproc-per-node N cell.py`` of the same code as a script (what a user would run by hand),
+exactly as ``%%train_distributed`` does, starting cold (``warm_workers = False``: every
+worker a new interpreter; bench_warm measures warm workers against these same
+baselines). Baselines, interleaved with ours: ``torchrun --nproc-per-node N cell.py``
+of the same code as a script (what a user would run by hand),
 and the floor, N bare ``Popen`` workers with our workers' environment, the exit our
 runtime performs, and no supervision at all. A full run also times torchrun with that same
 exit (``detail.ratio_vs_torchrun_same_exit``), which tells the launcher's share of the
@@ -14,6 +16,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from common import (
@@ -43,7 +46,14 @@ SCRIPT = CELL + "import os, sys\nsys.stdout.flush()\nsys.stderr.flush()\nos._exi
 TEARDOWN_ABORT = ("terminate called without an active exception", "SIGABRT")
 
 
-def run(quick: bool) -> list[dict]:
+def run(
+    quick: bool,
+    *,
+    ours: Callable[[], float] | None = None,
+    workers: tuple[int, ...] = (2, 4),
+    reps: int | None = None,
+) -> list[dict]:
+    """The figures for each worker count; ``ours`` replaces our cold start (bench_warm)."""
     from jupyter_training.backends.local.supervisor import worker_env
     from jupyter_training.spec import JobSpec
 
@@ -52,18 +62,24 @@ def run(quick: bool) -> list[dict]:
     script.write_text(SCRIPT)
     cell_script = work / "cell.py"
     cell_script.write_text(CELL)
-    aborts = {2: 0, 4: 0}
+    counts = workers
+    aborts = dict.fromkeys(counts, 0)
     client = training_client()
-    reps = QUICK_REPS if quick else REPS
+    client.settings.warm_workers = False
+    if reps is None:
+        reps = QUICK_REPS if quick else REPS
     results = []
     if not quick:
         run_job(client, CELL, workers=2)  # warm the page cache and torch's first import
-    for workers in (2, 4):
+    given = ours
+    for workers in counts:
 
-        def ours(workers: int = workers) -> float:
+        def cold(workers: int = workers) -> float:
             started = time.perf_counter()
             run_job(client, CELL, workers=workers)
             return time.perf_counter() - started
+
+        ours = given or cold
 
         def torchrun(workers: int = workers, path: Path = cell_script) -> float:
             command = [

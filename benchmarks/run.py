@@ -29,6 +29,8 @@ RESULTS = HERE / "results.json"
 #: name -> module, in the order they run.
 BENCHMARKS = {
     "launch": "bench_launch",
+    "warm": "bench_warm",
+    "zero_copy": "bench_zero_copy",
     "latency": "bench_latency",
     "throughput": "bench_throughput",
     "capture": "bench_capture",

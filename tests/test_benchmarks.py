@@ -14,6 +14,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = (
     "launch",
+    "warm",
+    "zero_copy",
     "latency",
     "throughput",
     "capture",
@@ -42,5 +44,5 @@ def test_quick_benchmarks_produce_every_figure(tmp_path):
         assert set(figure) >= {"name", "value", "unit", "baseline", "ratio", "target", "ok"}
     names = {figure["name"].split(".")[0] for figure in printed}
     assert names == set(BENCHMARKS)
-    assert len(printed) == 23
+    assert len(printed) == 28
     assert set(recorded["machine"]["runs"]) == set(BENCHMARKS)

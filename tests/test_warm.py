@@ -211,3 +211,13 @@ def test_warmup_magic_says_what_is_warm(ip, capsys):
     assert "exits after 600 s without a job" in out
     with pytest.raises(UsageError, match="--framework: "):
         ip.run_line_magic("train_warmup", "--framework caffe")
+
+
+def test_reports_and_results_arrive_from_warm_workers(client):
+    cell = "import jupyter_training as jt\njt.report(step=1, loss=0.5)\nanswer = 42\n"
+    record = client.submit(JobSpec(workers=1, out=["answer"]), cell, {})
+    events = list(client.events(record.id))
+    assert client.get(record.id).context["warm"] is True
+    reports = [e.data for e in events if e.kind == "report"]
+    assert [(r["step"], r["metrics"]) for r in reports] == [(1, {"loss": 0.5})]
+    assert any(e.kind == "result" for e in events)

@@ -71,6 +71,14 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 #: Whether this process runs inside a job (read once; tests may reset it).
 _IN_JOB = ["JUPYTER_TRAINING_JOB_ID" in os.environ]
+
+
+def reread_environment() -> None:
+    """Read again what this module read from the environment when imported (a warm
+    worker's environment is set after the fork, long after the import)."""
+    _IN_JOB[0] = "JUPYTER_TRAINING_JOB_ID" in os.environ
+
+
 #: Whether a flush thread sends the reports that wait (see :func:`flushed_by_thread`).
 _FLUSHER = [False]
 

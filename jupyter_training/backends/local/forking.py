@@ -87,6 +87,9 @@ def become_worker(supervisor: int, env: dict[str, str], cwd: str | None, log_fd:
     os.environ.clear()
     os.environ.update(env)
     atexit._clear()  # the supervisor's exit handlers are not the cell's
+    from ...runtime import reporting
+
+    reporting.reread_environment()
     sys.stdin = open(0, closefd=False, encoding="utf-8")  # noqa: SIM115
     sys.stdout = sys.__stdout__ = _text_stream(1, "strict")
     sys.stderr = sys.__stderr__ = _text_stream(2, "backslashreplace")
