@@ -221,3 +221,18 @@ def test_reports_and_results_arrive_from_warm_workers(client):
     reports = [e.data for e in events if e.kind == "report"]
     assert [(r["step"], r["metrics"]) for r in reports] == [(1, {"loss": 0.5})]
     assert any(e.kind == "result" for e in events)
+
+
+def test_a_module_that_reads_the_rank_when_imported_is_not_kept_warm(client):
+    # Lightning sets rank_zero_only.rank from RANK/LOCAL_RANK at import: forked from a
+    # warm process every rank would think it is rank 0.
+    ready = client.backend("local").warm_up("pytorch", ["lightning"])
+    assert "lightning" not in ready["imported"]
+    assert "RANK" in WARM.unsafe["lightning"]
+    cell = (
+        "import os\nimport lightning.fabric.utilities.rank_zero as rz\n"
+        "print(os.environ['RANK'], rz.rank_zero_only.rank)"
+    )
+    record, lines = run(client, cell, workers=2)
+    assert record.context["warm"] is True
+    assert sorted(lines) == ["0 0", "1 1"]

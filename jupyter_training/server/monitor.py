@@ -179,7 +179,9 @@ class JobMonitor:
             self._sweep_changed(record_id)
             return
         self.broadcast(self.job_message(record))
-        if not record.is_terminal:
+        # A job may run to its end between two looks at the feed (a warm start takes
+        # tens of milliseconds): following it then replays its files into the history.
+        if not record.is_terminal or (record.started and not record.history_done):
             self.follow(record.id)
 
     def _sweep_changed(self, sweep_id: str) -> None:

@@ -24,6 +24,7 @@ import sys
 import sysconfig
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,10 @@ def main(argv: list[str]) -> None:
 
 def warm_up(framework: str, modules: list[str]) -> dict[str, Any]:
     """Import what jobs need; the reply says what was imported, skipped, or was unsafe."""
-    saved = {name: os.environ.get(name) for name in ONE_THREAD_ENV}
+    per_job = job_variables()
+    saved = {name: os.environ.get(name) for name in [*ONE_THREAD_ENV, *per_job]}
+    for name in per_job:  # absent while importing, so looking one up shows
+        os.environ.pop(name, None)
     os.environ.update(dict.fromkeys(ONE_THREAD_ENV, "1"))
     imported, skipped = [], {}
     try:
@@ -76,16 +80,19 @@ def warm_up(framework: str, modules: list[str]) -> dict[str, Any]:
             modules = [*get(framework).warm_modules, *modules]
         for name in dict.fromkeys(modules):
             reason = not_warmable(name)
+            looked_up: set[str] = set()
             if reason is None:
                 try:
-                    importlib.import_module(name)
+                    with missing_lookups(looked_up):
+                        importlib.import_module(name)
                 except Exception as err:  # the job's own import will report it
                     reason = f"{type(err).__name__}: {err}"
             if reason is not None:
                 skipped[name] = reason
                 continue
             imported.append(name)
-            unsafe = fork_hazard()
+            read = sorted(looked_up & per_job)
+            unsafe = f"it reads {', '.join(read)} when imported" if read else fork_hazard()
             if unsafe:
                 return {"unsafe": name, "reason": unsafe, "imported": imported}
     finally:
@@ -95,6 +102,42 @@ def warm_up(framework: str, modules: list[str]) -> dict[str, Any]:
             else:
                 os.environ[name] = value
     return {"ready": True, "imported": imported, "skipped": skipped, "path": sys.path}
+
+
+def job_variables() -> set[str]:
+    """What a job sets per rank (RANK, MASTER_PORT, CUDA_VISIBLE_DEVICES, ...): a module
+    that reads one when imported would keep the warm process's answer in every rank."""
+    from ...frameworks import all_frameworks
+    from ...spec import JobSpec
+    from .supervisor import worker_env
+
+    names: set[str] = set()
+    for framework in all_frameworks():
+        spec = JobSpec(framework=framework.name, workers=1)
+        ports = (1,) * framework.ports_needed(1)
+        names |= set(worker_env("x", spec, 0, ports, [], {}, "x", 1, 0, "x", "x"))
+        names |= set(framework.reserved_env)
+    return names - set(ONE_THREAD_ENV)
+
+
+@contextlib.contextmanager
+def missing_lookups(found: set[str]) -> Iterator[None]:
+    """Collect the names looked up in ``os.environ`` and not found there, meanwhile."""
+    environ_type = type(os.environ)
+    lookup = environ_type.__getitem__
+
+    def recording(self: Any, key: str) -> str:
+        try:
+            return lookup(self, key)
+        except KeyError:
+            found.add(key)
+            raise
+
+    environ_type.__getitem__ = recording  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        environ_type.__getitem__ = lookup  # type: ignore[method-assign]
 
 
 def fork_hazard() -> str | None:
