@@ -50,6 +50,14 @@ def test_quickstart_pytorch(tmp_path):
     notebook, out, states = execute("quickstart_pytorch.ipynb", tmp_path)
     views = [o for o in training_cell(notebook).outputs if WIDGET_VIEW in o.get("data", {})]
     assert len(views) == 1
+    record = views[0]["data"]["text/plain"]  # what stands in for the widget when saved
+    assert re.match(r"\S+ \(\w{12}\): Succeeded · pytorch · 2 workers", record)
+    assert "rank 1: Exited · step 5/5 · loss=" in record
+    assert re.search(r"\[rank [01]\] epoch 4 loss [\d.]+", record)
+    from nbconvert import MarkdownExporter
+
+    markdown, _ = MarkdownExporter().from_notebook_node(notebook)
+    assert "Succeeded · pytorch" in markdown and "VBox(" not in markdown
     shown = widget_html(states)
     for rank in (0, 1):
         losses = [float(v) for v in re.findall(rf"\[rank {rank}\] epoch \d+ loss ([\d.]+)", shown)]

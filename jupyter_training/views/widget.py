@@ -19,10 +19,13 @@ from ..events import Event
 from ..store import JobRecord
 from .charts import svg_chart
 from .progress import JobProgress
+from .record import summary_html, summary_text
 from .text import TextJobView, _clock, _format_metrics, _row
 
 MAX_FPS = 10.0
 LOG_PANE_LINES = 200
+#: Seconds between refreshes of the readable record that stands in for the widget.
+RECORD_SECONDS = 5.0
 MAX_RANK_ROWS = 16
 PHASE_COLORS = {
     "Pending": "#9e9e9e",
@@ -115,7 +118,29 @@ class WidgetJobView:
         from IPython.display import display
 
         self.draw(force=True)
-        display(self.widget)
+        self._recorded_at = time.monotonic()
+        self.display = display(self._bundle(), raw=True, display_id=True)
+
+    def _bundle(self) -> dict[str, Any]:
+        """The widget, and the job's readable record for wherever it cannot render."""
+        return {
+            "application/vnd.jupyter.widget-view+json": {
+                "version_major": 2,
+                "version_minor": 0,
+                "model_id": self.widget.model_id,
+            },
+            "text/plain": summary_text(self.progress, self.record),
+            "text/html": summary_html(self.progress, self.record),
+        }
+
+    def _update_record(self, force: bool = False) -> None:
+        """Refresh the record in place (same display id), every few seconds or ``force``."""
+        handle = getattr(self, "display", None)
+        now = time.monotonic()
+        if handle is None or not (force or now - self._recorded_at >= RECORD_SECONDS):
+            return
+        self._recorded_at = now
+        handle.update(self._bundle(), raw=True)
 
     def handle(self, event: Event) -> None:
         self.progress.apply(event)
@@ -125,12 +150,14 @@ class WidgetJobView:
         self.draw()
 
     def show_finished(self, record: JobRecord) -> None:
+        self.record = record
         self.progress.phase = record.phase
         self.progress.message = record.message
         self.progress.started = record.started or self.progress.started
         self.progress.finished = record.finished or self.progress.finished
         self.cancel_button.disabled = self.detach_button.disabled = True
         self.draw(force=True)
+        self._update_record(force=True)
 
     def close(self) -> None:
         self.cancel_button.disabled = self.detach_button.disabled = True
@@ -145,6 +172,7 @@ class WidgetJobView:
         ):
             return
         self._drawn_at, self._drawn_version = now, self.progress.version
+        self._update_record()
         self._sync_rank_rows()
         p = self.progress
         color = PHASE_COLORS.get(p.phase, "#616161")
