@@ -301,3 +301,37 @@ def test_attach_reopens_a_job_after_a_kernel_restart(ip):
     with capture_output() as table:
         ip.run_line_magic("train_jobs", "")
     assert "score=0.5" in table.stdout  # last metrics kept in the history
+
+
+def test_the_readable_record_names_the_failure_and_keeps_only_the_last_lines():
+    import dataclasses
+
+    from jupyter_training.views.progress import JobProgress
+    from jupyter_training.views.record import summary_html, summary_text
+
+    record = pending_record(new_job_id(), JobSpec(workers=2, name="fit"), "pass")
+    progress = JobProgress(record)
+    progress.apply(Event("phase", record.id, {"phase": RUNNING}))
+    progress.apply(Event("worker", record.id, {"state": "started", "pid": 1}, 0))
+    for i in range(50):
+        progress.apply(Event("log", record.id, {"line": f"line {i}"}, i % 2))
+    progress.apply(
+        Event("report", record.id, {"step": 3, "total": 10, "metrics": {"loss": 0.5}}, 0)
+    )
+    progress.apply(Event("worker", record.id, {"state": "exited", "exit_code": 3}, 1))
+    failure = {
+        "reason": "rank 1 exited with code 3: ValueError: bad",
+        "traceback": "Trace\nValueError: bad",
+    }
+    final = dataclasses.replace(record, phase="Failed", failure=failure)
+    text = summary_text(progress, final)
+    lines = text.splitlines()
+    assert lines[0].startswith(f"fit ({record.id}): Running · pytorch · 2 workers · local")
+    assert "  rank 0: Running · step 3/10 · loss=0.5" in lines
+    assert "  rank 1: Failed (exit code 3)" in lines
+    assert "failure: rank 1 exited with code 3: ValueError: bad" in lines
+    assert "last 20 of 50 output lines:" in lines and lines[-1] == "  [rank 1] line 49"
+    assert "line 29" not in text and "[rank 0] line 30" in text
+    assert summary_html(progress, final).startswith("<pre") and "&lt;" not in summary_text(
+        progress, final
+    )
