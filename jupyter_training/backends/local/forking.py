@@ -91,8 +91,7 @@ def become_worker(supervisor: int, env: dict[str, str], cwd: str | None, log_fd:
 
     reporting.reread_environment()
     sys.stdin = open(0, closefd=False, encoding="utf-8")  # noqa: SIM115
-    sys.stdout = sys.__stdout__ = _text_stream(1, "strict")
-    sys.stderr = sys.__stderr__ = _text_stream(2, "backslashreplace")
+    reopen_std_streams()
     sys.path[0] = os.getcwd()  # what ``python -m`` puts first
     importlib.invalidate_caches()
     reseed_random()
@@ -157,8 +156,14 @@ def _positive(value: str | None) -> int | None:
     return number if number > 0 else None
 
 
+def reopen_std_streams() -> None:
+    """``sys.stdout`` and ``sys.stderr`` anew on fds 1 and 2, as ``PYTHONUNBUFFERED=1``
+    makes them (after a fork pointed those fds elsewhere)."""
+    sys.stdout = sys.__stdout__ = _text_stream(1, "strict")
+    sys.stderr = sys.__stderr__ = _text_stream(2, "backslashreplace")
+
+
 def _text_stream(fd: int, errors: str) -> io.TextIOWrapper:
-    """A standard stream on ``fd`` as ``PYTHONUNBUFFERED=1`` makes it."""
     raw = io.FileIO(fd, "w", closefd=False)
     return io.TextIOWrapper(raw, encoding="utf-8", errors=errors, write_through=True)
 

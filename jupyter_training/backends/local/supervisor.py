@@ -181,7 +181,6 @@ class Supervisor:
             supervisor_pid=os.getpid(),
             supervisor_start=process_start_time(os.getpid()),
         )
-        self.store.merge(self.job_id, "context", {"warm": self.fork_workers})
         gpu_ids = visible_gpu_ids() if self.spec.gpus else []
         attempt = 0
         self.current_workers = self.spec.workers
@@ -225,9 +224,7 @@ class Supervisor:
         self.attempt_spec = spec
         world = spec.world_size
         ports = free_ports(spec.framework_descriptor.ports_needed(world))
-        self.store.merge(
-            self.job_id, "context", {"attempts": self._attempts(attempt, spec.workers)}
-        )
+        self.store.merge(self.job_id, "context", self._context(attempt, spec.workers))
         for rank in range(world):
             self.workers[rank] = self.spawn(
                 rank,
@@ -268,6 +265,13 @@ class Supervisor:
         """The lineage's checkpoints: ``<store dir>/checkpoints/<first job of the lineage>``."""
         lineage = self.record.lineage or self.job_id
         return Path(self.store.path).parent / "checkpoints" / lineage
+
+    def _context(self, attempt: int, workers: int) -> dict[str, Any]:
+        """What the record's context learns at each attempt (once: how workers start)."""
+        context: dict[str, Any] = {"attempts": self._attempts(attempt, workers)}
+        if attempt == 0:
+            context["warm"] = self.fork_workers
+        return context
 
     def _attempts(self, attempt: int, workers: int) -> list[dict[str, int]]:
         """Each attempt's worker count so far (the views show how an elastic job shrank)."""

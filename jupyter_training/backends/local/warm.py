@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .warm_process import BOOT, not_warmable
+from .warm_process import BOOT, ONE_THREAD_ENV, not_warmable
 
 #: Environment variables libraries read when they are imported: a change to one of them
 #: (in the kernel, or in a job's --env) makes a warm process stale.
@@ -53,9 +53,7 @@ IMPORT_ENV_PREFIXES = (
     "KERAS_",
 )
 #: Applied to each forked worker after the fork, so they may differ per job.
-APPLIED_AFTER_FORK = frozenset(
-    {"CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"}
-)
+APPLIED_AFTER_FORK = frozenset({"CUDA_VISIBLE_DEVICES", *ONE_THREAD_ENV})
 #: How long a launch waits for the warm process's answer before calling it hung.
 REPLY_SECONDS = 5.0
 #: Most replacements of an unsafe warm process (one that started threads) in a row.

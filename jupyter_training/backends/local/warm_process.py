@@ -30,7 +30,8 @@ from typing import Any
 
 #: Imported before anything else: what every warm job runs.
 ALWAYS = ("jupyter_training.backends.local.supervisor", "jupyter_training.runtime.__main__")
-#: Thread pools sized to one thread while importing (the worker resizes them after the fork).
+#: Thread pools sized to one thread while importing (each worker resizes them after the
+#: fork, from its own environment: :func:`.forking.size_thread_pools`).
 ONE_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 BOOT = (
@@ -226,10 +227,9 @@ def run_supervisor(request: dict[str, Any]) -> None:
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
-        from .forking import _text_stream
+        from .forking import reopen_std_streams
 
-        sys.stdout = sys.__stdout__ = _text_stream(1, "strict")
-        sys.stderr = sys.__stderr__ = _text_stream(2, "backslashreplace")
+        reopen_std_streams()
         from .supervisor import main as supervise
 
         supervise(request["argv"], forked=True, warm=True)
