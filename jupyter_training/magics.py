@@ -25,6 +25,7 @@ from .capture import CaptureError
 from .client import ResumeWarning, TrainingClient
 from .errors import JobCancelledError, JobResultError, job_error
 from .events import PHASES, STOP_PHASES, SUCCEEDED
+from .scheduled import scheduler_tags
 from .settings import load_settings
 from .spec import (
     JobSpec,
@@ -532,7 +533,10 @@ class TrainingMagics(Magics):
             volumes=args.volume,
             checkpoint=args.checkpoint,
             out=_names(args.out),
-            tags=parse_assignments("--tag", [_unquote(t) or "" for t in args.tag]),
+            tags={
+                **scheduler_tags(),
+                **parse_assignments("--tag", [_unquote(t) or "" for t in args.tag]),
+            },
             experiment=_unquote(args.experiment),
         )
 

@@ -66,6 +66,24 @@ RESUME_CELL = (
     "        raise RuntimeError('preempted')\n"
 )
 RESUME_CELLS = (5, 6)  # the ``MARK = ...`` cell and the training cell
+#: The live-page scenario: the probe asked directly, then a job run by the magic.
+PROBE_CELL = "from jupyter_training.views.frontend import frontend_is_live\nfrontend_is_live()"
+WATCHED_CELL = (
+    "%%train_distributed --workers 2\n"
+    "import jupyter_training as jt\n"
+    "for i in range(3):\n"
+    "    print('watched in the page', i, jt.rank())\n"
+    "    jt.report(step=i + 1, total=3, loss=1 / (i + 1))"
+)
+WATCHED_CELLS = (7, 8)
+#: A job that runs until its view's Cancel button is clicked.
+CANCEL_CELL = (
+    "%%train_distributed --workers 1\n"
+    "import time\n"
+    "print('waiting for cancel', flush=True)\n"
+    "time.sleep(600)"
+)
+CANCEL_CELL_INDEX = 9
 #: The file whose absence fails the resume scenario's job, in the lab's root directory.
 RESUME_MARK = "resume-mark"
 expect = playwright.expect
@@ -92,6 +110,9 @@ def _notebook(path: Path) -> None:
         nbformat.v4.new_code_cell(LR_CELL),
         nbformat.v4.new_code_cell(f"import os\nMARK = os.path.abspath({RESUME_MARK!r})"),
         nbformat.v4.new_code_cell(RESUME_CELL),
+        nbformat.v4.new_code_cell(PROBE_CELL),
+        nbformat.v4.new_code_cell(WATCHED_CELL),
+        nbformat.v4.new_code_cell(CANCEL_CELL),
     ]
     notebook.metadata["kernelspec"] = {
         "name": "python3",
@@ -799,6 +820,86 @@ def test_a_failed_job_is_resumed_from_the_sidebar_through_the_kernel(page, lab):
     )
     expect(details).to_have_attribute("data-job-id", gone["id"])
     assert errors == []
+
+
+def test_a_job_watched_in_the_page_is_shown_by_its_widget_only(page):
+    """A JupyterLab page answers the kernel's probe, so the magic's job is drawn by its
+    widget alone: the log is in the widget's pane, not printed again under it (the
+    headless counterpart, where nobody answers, is in test_headless.py)."""
+    probe_cell, job_cell = WATCHED_CELLS
+    cells = page.locator(".jp-Notebook .jp-Cell")
+    select_cell(page, 0)
+    page.keyboard.press("Shift+Enter")  # %load_ext
+    expect(cells.nth(0).locator(".jp-InputPrompt")).to_have_text(
+        re.compile(r"\[\d+\]"), timeout=30_000
+    )
+    select_cell(page, probe_cell)
+    page.keyboard.press("Shift+Enter")
+    expect(cells.nth(probe_cell).locator(".jp-OutputArea-output")).to_have_text(
+        "True", timeout=30_000
+    )
+    select_cell(page, job_cell)
+    page.keyboard.press("Shift+Enter")
+    widget = cells.nth(job_cell).locator(".jupyter-widgets").first
+    expect(widget).to_contain_text("Succeeded", timeout=90_000)
+    expect(widget).to_contain_text("watched in the page 2 1")  # rank 1's last line, in the pane
+    expect(cells.nth(job_cell).locator(".jp-InputPrompt")).to_have_text(
+        re.compile(r"\[\d+\]"), timeout=30_000
+    )
+    outputs = cells.nth(job_cell).locator(".jp-OutputArea-output")
+    assert "[rank 1] watched in the page" not in " ".join(outputs.all_inner_texts()).replace(
+        widget.inner_text(), ""
+    )
+    stdout = cells.nth(job_cell).locator("[data-mime-type='application/vnd.jupyter.stdout']")
+    expect(stdout).to_have_count(0)
+
+
+def test_the_job_views_buttons_work_while_the_cell_runs(page, lab):
+    """Clicks reach the kernel while the training cell runs (ipykernel 7 dropped what
+    jupyter-ui-poll relies on; views/uipoll.py reads them itself). Detach ends the cell and
+    a cell queued meanwhile then runs, once, with its output in its own cell; Cancel stops
+    a job (and, as an error does, the cells queued after it)."""
+    url, _ = lab
+    probe_cell, _ = WATCHED_CELLS
+    cells = page.locator(".jp-Notebook .jp-Cell")
+    select_cell(page, 0)
+    page.keyboard.press("Shift+Enter")
+    expect(cells.nth(0).locator(".jp-InputPrompt")).to_have_text(
+        re.compile(r"\[\d+\]"), timeout=30_000
+    )
+    job = cells.nth(CANCEL_CELL_INDEX)
+    widget = job.locator(".jupyter-widgets").first
+    select_cell(page, CANCEL_CELL_INDEX)
+    page.keyboard.press("Shift+Enter")
+    expect(widget).to_contain_text("waiting for cancel", timeout=90_000)
+    detached_id = widget.locator("code").first.inner_text()
+    select_cell(page, probe_cell)
+    page.keyboard.press("Shift+Enter")  # queued behind the training cell
+    expect(cells.nth(probe_cell).locator(".jp-InputPrompt")).to_have_text("[*]:")
+    widget.get_by_role("button", name="Detach").click()
+    expect(job.locator(".jp-OutputArea-output").last).to_contain_text(
+        f"detached; the job keeps running: %train_attach {detached_id}", timeout=30_000
+    )
+    probe_output = cells.nth(probe_cell).locator(".jp-OutputArea-output")
+    expect(probe_output).to_have_text("True", timeout=30_000)
+    expect(probe_output).to_have_count(1)
+    assert rest(url, f"jobs/{detached_id}")["phase"] == "Running"
+
+    select_cell(page, CANCEL_CELL_INDEX)
+    page.keyboard.press("Shift+Enter")
+    expect(widget).not_to_contain_text(detached_id, timeout=30_000)
+    expect(widget).to_contain_text("waiting for cancel", timeout=90_000)
+    cancelled_id = widget.locator("code").first.inner_text()
+    widget.get_by_role("button", name="Cancel").click()
+    expect(widget).to_contain_text("Cancelled", timeout=30_000)
+    expect(job.locator(".jp-OutputArea-output").last).to_contain_text("JobCancelledError")
+    assert rest(url, f"jobs/{cancelled_id}")["phase"] == "Cancelled"
+    request = urllib.request.Request(
+        f"{url}jupyter-training/api/jobs/{detached_id}",
+        method="DELETE",
+        headers={"Authorization": f"token {TOKEN}"},
+    )
+    urllib.request.urlopen(request, timeout=30).close()
 
 
 def test_sidebar_in_notebook7(notebook7):

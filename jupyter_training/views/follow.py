@@ -20,6 +20,7 @@ from ..client import TrainingClient
 from ..events import Event
 from ..results import ResultCollector
 from ..tracking.recorder import RunRecorder
+from .uipoll import ui_events
 
 TICK_SECONDS = 0.1
 QUEUE_LIMIT = 10_000
@@ -121,22 +122,9 @@ class Follower:
 @contextlib.contextmanager
 def ui_poller(enabled: bool) -> Iterator[Callable[[], None]]:
     """A function that processes pending widget messages (button clicks) while the cell
-    is busy (a no-op unless ``enabled`` and the kernel supports it)."""
+    is busy (a no-op unless ``enabled`` and the kernel supports it; see :mod:`.uipoll`)."""
     if not enabled:
         yield lambda: None
         return
-    try:
-        from jupyter_ui_poll import ui_events
-    except ImportError:
-        yield lambda: None
-        return
-    try:
-        context = ui_events()
-        poll = context.__enter__()
-    except Exception:  # not in a kernel that supports it: clicks wait for the cell
-        yield lambda: None
-        return
-    try:
-        yield lambda: poll(20)
-    finally:
-        context.__exit__(None, None, None)
+    with ui_events() as poll:
+        yield poll

@@ -59,6 +59,12 @@ class TextJobView:
     def handle(self, event: Event) -> None:
         """Fold in and print one event."""
         self.progress.apply(event)
+        self.write(event)
+        self.out.flush()
+
+    def write(self, event: Event) -> None:
+        """Print one event already folded into :attr:`progress` (a view that echoes its
+        lines shares it); unflushed, so a kernel sends many lines as one stream message."""
         if event.kind == "log":
             if self._admit_line():
                 self.out.write(f"[rank {event.rank:>{self.width}}] {event.data.get('line', '')}\n")
@@ -74,7 +80,6 @@ class TextJobView:
             self._print_worker(event)
         elif event.kind == "report" and event.rank == 0:
             self._print_progress()
-        self.out.flush()
 
     def tick(self) -> None:
         """Called between events; the text view has nothing to redraw."""

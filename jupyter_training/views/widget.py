@@ -50,20 +50,34 @@ def widgets_available() -> bool:
 
 
 def make_view(record: JobRecord, mode: str = "auto") -> TextJobView | WidgetJobView:
-    """The widget view when one can render (or ``mode == "widget"``), else the text view."""
-    if mode == "widget" or (mode == "auto" and widgets_available()):
+    """The widget view when one can render (or ``mode == "widget"``), else the text view.
+
+    In ``auto`` mode a widget view whose page does not answer
+    :func:`~jupyter_training.views.frontend.frontend_is_live` (nbclient, papermill,
+    jupyter-scheduler) also prints the text view's lines, so the saved output is a log.
+    """
+    if mode == "widget":
         return WidgetJobView(record)
+    if mode == "auto" and widgets_available():
+        from .frontend import frontend_is_live
+
+        return WidgetJobView(record, echo=not frontend_is_live())
     return TextJobView(record)
 
 
 class WidgetJobView:
     """An ipywidgets view of one job, redrawn at most :data:`MAX_FPS` times a second."""
 
-    def __init__(self, record: JobRecord, fps: float = MAX_FPS) -> None:
+    def __init__(self, record: JobRecord, fps: float = MAX_FPS, *, echo: bool = False) -> None:
         import ipywidgets as w
 
         self.record = record
         self.progress = JobProgress(record)
+        #: Where no page shows the widget, the text view's lines printed as well.
+        self.echo: TextJobView | None = None
+        if echo:
+            self.echo = TextJobView(record)
+            self.echo.progress = self.progress
         self.min_interval = 1.0 / fps
         self._drawn_at = 0.0
         self._drawn_version = -1
@@ -120,6 +134,8 @@ class WidgetJobView:
         self.draw(force=True)
         self._recorded_at = time.monotonic()
         self.display = display(self._bundle(), raw=True, display_id=True)
+        if self.echo is not None:
+            self.echo.show_submitted()
 
     def _bundle(self) -> dict[str, Any]:
         """The widget, and the job's readable record for wherever it cannot render."""
@@ -144,6 +160,8 @@ class WidgetJobView:
 
     def handle(self, event: Event) -> None:
         self.progress.apply(event)
+        if self.echo is not None:
+            self.echo.write(event)
         self.draw()
 
     def tick(self) -> None:
@@ -158,6 +176,8 @@ class WidgetJobView:
         self.cancel_button.disabled = self.detach_button.disabled = True
         self.draw(force=True)
         self._update_record(force=True)
+        if self.echo is not None:
+            self.echo.show_finished(record)
 
     def close(self) -> None:
         self.cancel_button.disabled = self.detach_button.disabled = True

@@ -90,3 +90,9 @@ export function trialNumber(job: Job): number {
   const number = parseInt(text || (job.name.match(/-t(\d+)$/)?.[1] ?? ''), 10);
   return Number.isNaN(number) ? Number.MAX_SAFE_INTEGER : number;
 }
+
+/** The jupyter-scheduler job whose scheduled run launched `job` (its `scheduler_job_id` tag). */
+export function scheduledBy(job: Job): string {
+  const tag = job.tags?.scheduler_job_id;
+  return typeof tag === 'string' ? tag : '';
+}

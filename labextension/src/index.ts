@@ -6,6 +6,7 @@ import {
 import { INotebookTracker } from '@jupyterlab/notebook';
 
 import { TrainingApi } from './api';
+import { answerLivenessProbes } from './frontend';
 import { trainingIcon } from './icon';
 import { NotebookBridge } from './notebook';
 import { TrainingSidebar } from './widget';
@@ -30,6 +31,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     sidebar.title.caption = 'Training jobs';
     app.shell.add(sidebar, 'left', { rank: 650 });
     restorer?.add(sidebar, sidebar.id);
+    answerLivenessProbes(notebooks);
   }
 };
 

@@ -10,7 +10,7 @@ import {
   StreamState,
   TrainingApi
 } from '../api';
-import { describeResources, elapsed, worldSize } from '../format';
+import { describeResources, elapsed, scheduledBy, worldSize } from '../format';
 import { useNow } from '../hooks';
 import { NotebookBridge } from '../notebook';
 import { emptyProgress, foldEvent, JobProgress } from '../progress';
@@ -176,6 +176,11 @@ export function JobDetails({
         {job.attempt > 1 && ` · attempt ${job.attempt}`}
       </div>
       {job.notebook && <div className="jp-TrainingJobRow-meta">from {job.notebook}</div>}
+      {scheduledBy(job) && (
+        <div className="jp-TrainingJobRow-meta" data-testid="jt-job-scheduler-id">
+          scheduled run: jupyter-scheduler job {scheduledBy(job)}
+        </div>
+      )}
       <JobLineage job={job} chain={chain} onOpen={onOpen} />
       <JobCheckpoints job={job} />
       {job.message && job.message !== job.failure?.reason && (

@@ -1,7 +1,7 @@
 import React from 'react';
 
 import { Job } from '../api';
-import { describeResources, elapsed, formatMetrics } from '../format';
+import { describeResources, elapsed, formatMetrics, scheduledBy } from '../format';
 import { PhaseBadge } from './PhaseBadge';
 
 /** One job in the list (or one trial inside its sweep's row). */
@@ -27,6 +27,7 @@ export function JobRow({
   detail?: string;
 }): JSX.Element {
   const metrics = formatMetrics(job.metrics);
+  const scheduled = scheduledBy(job);
   return (
     <li
       data-testid={testId}
@@ -68,6 +69,11 @@ export function JobRow({
         {[describeResources(job), job.framework, job.backend, elapsed(job, now)]
           .filter(Boolean)
           .join(' · ')}
+        {scheduled && (
+          <span data-testid="jt-job-scheduled" title={`Run by jupyter-scheduler job ${scheduled}`}>
+            {` · ⏱ scheduled ${scheduled.slice(0, 8)}`}
+          </span>
+        )}
         {job.parent_id && (
           <span data-testid="jt-job-resumed" title={`Resumed from job ${job.parent_id}`}>
             {' · ↻ resumed'}
