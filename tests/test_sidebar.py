@@ -27,6 +27,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from jupyter_training.scheduled import SCHEDULER_TAG
+
 playwright = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -900,6 +902,31 @@ def test_the_job_views_buttons_work_while_the_cell_runs(page, lab):
         headers={"Authorization": f"token {TOKEN}"},
     )
     urllib.request.urlopen(request, timeout=30).close()
+
+
+def test_a_job_from_a_scheduled_run_says_so(page, lab):
+    """A job tagged with a jupyter-scheduler job id (as the kernel of a scheduled run tags
+    its jobs, see test_scheduler.py) is marked in its row and named in its details."""
+    url, _ = lab
+    scheduler_job = "5b1f0c9e-0d4c-4a57-9d0e-8f3b2a61c7aa"
+    created = rest(
+        url,
+        "jobs",
+        {
+            "spec": {"workers": 1, "name": "scheduled-row", "tags": {SCHEDULER_TAG: scheduler_job}},
+            "cell": "print('from a scheduled run')",
+        },
+    )
+    open_sidebar(page)
+    row = page.locator(f"[data-testid='jt-job-row'][data-job-id='{created['id']}']")
+    expect(row.get_by_test_id("jt-job-scheduled")).to_have_text(" · ⏱ scheduled 5b1f0c9e")
+    row.click()
+    expect(page.get_by_test_id("jt-job-scheduler-id")).to_have_text(
+        f"scheduled run: jupyter-scheduler job {scheduler_job}"
+    )
+    plain = page.locator("[data-testid='jt-job-row'] [data-testid='jt-job-scheduled']")
+    page.get_by_test_id("jt-back").click()
+    expect(plain).to_have_count(1)  # the other jobs carry no such mark
 
 
 def test_sidebar_in_notebook7(notebook7):

@@ -84,9 +84,7 @@ class ShellPump:
         kernel = self.kernel
         try:  # a peek at the header (content=False leaves the signature unrecorded)
             idents, body = kernel.session.feed_identities(frames, copy=False)
-            kind = kernel.session.deserialize(body, content=False, copy=False)["header"][
-                "msg_type"
-            ]
+            kind = kernel.session.deserialize(body, content=False, copy=False)["header"]["msg_type"]
             if kind not in COMM_MESSAGES:
                 return False
             message = kernel.session.deserialize(body, content=True, copy=False)
