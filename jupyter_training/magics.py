@@ -207,7 +207,10 @@ def output_args(func: Callable[..., Any]) -> Callable[..., Any]:
         "--progress",
         choices=("auto", "widget", "text"),
         default="auto",
-        help="Live view: ipywidgets where a frontend shows them (auto), or text.",
+        help=(
+            "Live view: auto (the widget in a kernel, with the log printed too when no "
+            "page answers, as in headless runs), widget (the widget only), or text."
+        ),
     )(func)
 
 
