@@ -50,5 +50,8 @@ def test_papermill_parameters_travel_and_the_output_notebook_holds_the_record(tm
     assert re.match(r"pm-run \(\w{12}\): Succeeded · pytorch · 2 workers", record)
     assert "[rank 0] lr 0.01 on rank 0" in record and "[rank 1] lr 0.01 on rank 1" in record
     assert "rank 1: Exited · step 2/2 · loss=0.005" in record
+    printed = "".join(o.get("text", "") for o in training.outputs if o["output_type"] == "stream")
+    assert "[rank 1] lr 0.01 on rank 1" in printed  # headless: the log is printed too
+    assert re.search(r"\[pm-run\] Succeeded in [\d.]+ s", printed)
     (job,) = [r for r in TrainingClient(settings).find(limit=10) if r.name == "pm-run"]
     assert job.params["lr"] == 0.01 and job.params["epochs"] == 2  # papermill's, not the cell's
