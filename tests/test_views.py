@@ -20,6 +20,7 @@ from jupyter_training.store import new_job_id, pending_record
 from jupyter_training.views import (
     Follower,
     JobProgress,
+    TextJobView,
     WidgetJobView,
     html_job_table,
     render_charts,
@@ -335,3 +336,24 @@ def test_the_readable_record_names_the_failure_and_keeps_only_the_last_lines():
     assert summary_html(progress, final).startswith("<pre") and "&lt;" not in summary_text(
         progress, final
     )
+
+
+def test_a_widget_view_with_no_page_also_prints_the_text_views_lines():
+    """Headless (nobody answered the probe): the same lines the text view prints, from the
+    one shared state (each event folded once), the final line included."""
+    import dataclasses
+
+    record = record_for()
+    plain, echoing = TextJobView(record), WidgetJobView(record, echo=True)
+    assert WidgetJobView(record).echo is None
+    with capture_output() as expected:
+        for event in scripted_events(record.id, lines=30):
+            plain.handle(event)
+        plain.show_finished(dataclasses.replace(record, phase="Failed"))
+    with capture_output() as printed:
+        for event in scripted_events(record.id, lines=30):
+            echoing.handle(event)
+        echoing.show_finished(dataclasses.replace(record, phase="Failed"))
+    assert printed.stdout == expected.stdout and "[rank 1] line 29" in printed.stdout
+    assert echoing.echo.progress is echoing.progress
+    assert echoing.progress.total_lines == 30 and echoing.progress.ranks[0].step == 5
