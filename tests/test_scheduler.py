@@ -126,3 +126,18 @@ async def test_a_scheduled_run_launches_tagged_jobs_and_fails_with_them(jp_fetch
     (job,) = await training_jobs(jp_fetch, failed["job_id"])
     assert job["phase"] == "Failed" and job["failure"]["rank"] == 1
     assert failed["job_id"] != ran["job_id"]
+
+
+def test_the_scheduler_job_id_comes_from_the_staging_layout_or_the_variable(tmp_path, monkeypatch):
+    from jupyter_training.scheduled import SCHEDULER_ENV, scheduler_job_id, scheduler_tags
+
+    monkeypatch.delenv(SCHEDULER_ENV, raising=False)
+    job_id = "289dd86c-b6c5-4e43-b396-5132206d60ca"
+    staged = tmp_path / "scheduler_staging_area" / job_id
+    assert scheduler_job_id(staged) == job_id
+    assert scheduler_tags(staged) == {SCHEDULER_TAG: job_id}
+    assert scheduler_job_id(tmp_path / "elsewhere" / job_id) is None  # not a staging area
+    assert scheduler_job_id(tmp_path / "scheduler_staging_area" / "notes") is None
+    assert scheduler_tags(tmp_path) == {}
+    monkeypatch.setenv(SCHEDULER_ENV, "run-42")  # a custom executor names its job
+    assert scheduler_job_id(tmp_path) == "run-42"
