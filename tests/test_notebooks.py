@@ -153,7 +153,12 @@ def test_quickstart_compare(tmp_path):
 def test_quickstart_sweep(tmp_path):
     notebook, out, states = execute("quickstart_sweep.ipynb", tmp_path)
     sweep_cell = next(c for c in notebook.cells if c.source.startswith("%%train_sweep"))
-    assert any(WIDGET_VIEW in o.get("data", {}) for o in sweep_cell.outputs)  # the sweep view
+    views = [o for o in sweep_cell.outputs if WIDGET_VIEW in o.get("data", {})]
+    assert len(views) == 1  # the sweep view, and its table wherever it cannot render
+    table_text = views[0]["data"]["text/plain"]
+    assert re.match(r"lr-search \(\w+\) Succeeded: 12/12 trials; best t\d+ loss=", table_text)
+    assert len(re.findall(r"^\*?t\d+ ", table_text, re.M)) == 12
+    assert re.search(r"^\[lr-search\] t0 started: lr=", printed_log(sweep_cell), re.M)
     shown = widget_html(states)
     assert "lr-search" in shown and "Succeeded" in shown and "★" in shown
     assert "loss per trial" in shown  # the objective chart

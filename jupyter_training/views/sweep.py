@@ -17,10 +17,20 @@ from .widget import PHASE_COLORS, widgets_available
 MAX_FPS = 4.0
 
 
+#: Seconds between refreshes of the readable table that stands in for the widget.
+RECORD_SECONDS = 5.0
+
+
 def make_sweep_view(mode: str = "auto") -> SweepTextView | SweepWidgetView:
-    """The widget view where one can render (or ``mode == "widget"``), else text."""
-    if mode == "widget" or (mode == "auto" and widgets_available()):
+    """The widget view where one can render (or ``mode == "widget"``), else text; in
+    ``auto`` mode with no page to answer the probe (a headless run), the widget view also
+    prints the text view's lines, as a job's view does."""
+    if mode == "widget":
         return SweepWidgetView()
+    if mode == "auto" and widgets_available():
+        from .frontend import frontend_is_live
+
+        return SweepWidgetView(echo=not frontend_is_live())
     return SweepTextView()
 
 
@@ -142,11 +152,14 @@ class SweepTextView:
 class SweepWidgetView:
     """The live sweep widget, redrawn at most :data:`MAX_FPS` times a second."""
 
-    def __init__(self, fps: float = MAX_FPS) -> None:
+    def __init__(self, fps: float = MAX_FPS, *, echo: bool = False) -> None:
         import ipywidgets as w
         from IPython.display import display
 
         self.stop_requested = False
+        #: Where no page shows the widget, the text view's lines printed as well.
+        self.echo = SweepTextView() if echo else None
+        self._recorded_at = 0.0
         self.min_interval = 1.0 / fps
         self._drawn_at = 0.0
         self.header = w.HTML()
@@ -163,11 +176,31 @@ class SweepWidgetView:
             [self.header, self.table, self.chart, self.stop_button],
             layout=w.Layout(border="1px solid #ddd", padding="6px"),
         )
-        display(self.widget)
+        self.display = display(self._bundle("sweep starting"), raw=True, display_id=True)
+
+    def _bundle(self, text: str, markup: str | None = None) -> dict[str, Any]:
+        """The widget, and the sweep's table as text and HTML for where it cannot render."""
+        return {
+            "application/vnd.jupyter.widget-view+json": {
+                "version_major": 2,
+                "version_minor": 0,
+                "model_id": self.widget.model_id,
+            },
+            "text/plain": text,
+            "text/html": markup or f"<pre>{html.escape(text)}</pre>",
+        }
 
     def refresh(self, state: SweepState) -> None:
         now = time.monotonic()
         final = state.phase != "Running"
+        if self.echo is not None:
+            self.echo.refresh(state)
+        if final or now - self._recorded_at >= RECORD_SECONDS:
+            self._recorded_at = now
+            text = format_sweep_table(state)
+            self.display.update(
+                self._bundle(text, _header_html(state) + sweep_table_html(state)), raw=True
+            )
         if not final and now - self._drawn_at < self.min_interval:
             return
         self._drawn_at = now
