@@ -35,13 +35,18 @@ def execute(name: str, tmp_path: Path) -> tuple[nbformat.NotebookNode, str, list
         store_widget_state=True,
         resources={"metadata": {"path": str(tmp_path)}},
     ).execute()
+    return notebook, *texts_and_states(notebook)
+
+
+def texts_and_states(notebook: nbformat.NotebookNode) -> tuple[str, list[dict]]:
+    """Everything the cells printed (no cell may have failed), and the widgets' states."""
     texts = []
     for cell in notebook.cells:
         for output in cell.get("outputs", []):
             assert output["output_type"] != "error", output
             texts.append(output.get("text", ""))
     states = list(notebook.metadata["widgets"][WIDGET_STATE]["state"].values())
-    return notebook, "".join(texts), states
+    return "".join(texts), states
 
 
 def execute_cli(name: str, tmp_path: Path) -> tuple[nbformat.NotebookNode, str, list[dict], str]:
@@ -64,13 +69,7 @@ def execute_cli(name: str, tmp_path: Path) -> tuple[nbformat.NotebookNode, str, 
         timeout=120,
     )
     notebook = nbformat.read(tmp_path / "executed.ipynb", as_version=4)
-    texts = []
-    for cell in notebook.cells:
-        for output in cell.get("outputs", []):
-            assert output["output_type"] != "error", output
-            texts.append(output.get("text", ""))
-    states = list(notebook.metadata["widgets"][WIDGET_STATE]["state"].values())
-    return notebook, "".join(texts), states, (tmp_path / "executed.md").read_text()
+    return notebook, *texts_and_states(notebook), (tmp_path / "executed.md").read_text()
 
 
 def printed_log(cell: dict) -> str:
