@@ -225,6 +225,9 @@ class Supervisor:
         world = spec.world_size
         ports = free_ports(spec.framework_descriptor.ports_needed(world))
         self.store.merge(self.job_id, "context", self._context(attempt, spec.workers))
+        # Counted before any rank runs: a forked (warm) rank can meet the OOM killer
+        # before watch() first looks.
+        self.oom_kills_before = oom_kills()
         for rank in range(world):
             self.workers[rank] = self.spawn(
                 rank,
@@ -317,7 +320,6 @@ class Supervisor:
 
     def watch(self) -> tuple[str, dict[str, Any]]:
         exited = self.exited = {}
-        self.oom_kills_before = oom_kills()
         while True:
             # An OOM kill counts before its process has exited: a rank found dead now was
             # killed after the previous look's count was read, never before it.
