@@ -328,15 +328,18 @@ def test_launch_watch_logs_and_cancel(page):
     screenshot(page, "sidebar-cancelled.png")
 
 
-def rest(url: str, path: str, body: dict | None = None):
-    """Call the training REST API of the server at ``url`` with the token (POST with a body)."""
+def rest(url: str, path: str, body: dict | None = None, method: str | None = None):
+    """Call the training REST API of the server at ``url`` with the token (POST with a
+    body, or ``method``)."""
     request = urllib.request.Request(
         f"{url}jupyter-training/api/{path}",
         data=json.dumps(body).encode() if body is not None else None,
         headers={"Authorization": f"token {TOKEN}", "Content-Type": "application/json"},
+        method=method,
     )
     with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
+        text = response.read()
+    return json.loads(text) if text else None
 
 
 def set_cell(page, index: int, source: str) -> None:
@@ -824,17 +827,26 @@ def test_a_failed_job_is_resumed_from_the_sidebar_through_the_kernel(page, lab):
     assert errors == []
 
 
+#: A cell's prompt once it has run.
+DONE = re.compile(r"\[\d+\]")
+
+
+def run_cell(page, index: int) -> None:
+    """Run a cell (select it, Shift+Enter) and wait until it has run."""
+    select_cell(page, index)
+    page.keyboard.press("Shift+Enter")
+    expect(page.locator(".jp-Notebook .jp-Cell .jp-InputPrompt").nth(index)).to_have_text(
+        DONE, timeout=30_000
+    )
+
+
 def test_a_job_watched_in_the_page_is_shown_by_its_widget_only(page):
     """A JupyterLab page answers the kernel's probe, so the magic's job is drawn by its
     widget alone: the log is in the widget's pane, not printed again under it (the
     headless counterpart, where nobody answers, is in test_headless.py)."""
     probe_cell, job_cell = WATCHED_CELLS
     cells = page.locator(".jp-Notebook .jp-Cell")
-    select_cell(page, 0)
-    page.keyboard.press("Shift+Enter")  # %load_ext
-    expect(cells.nth(0).locator(".jp-InputPrompt")).to_have_text(
-        re.compile(r"\[\d+\]"), timeout=30_000
-    )
+    run_cell(page, 0)  # %load_ext
     select_cell(page, probe_cell)
     page.keyboard.press("Shift+Enter")
     expect(cells.nth(probe_cell).locator(".jp-OutputArea-output")).to_have_text(
@@ -845,9 +857,7 @@ def test_a_job_watched_in_the_page_is_shown_by_its_widget_only(page):
     widget = cells.nth(job_cell).locator(".jupyter-widgets").first
     expect(widget).to_contain_text("Succeeded", timeout=90_000)
     expect(widget).to_contain_text("watched in the page 2 1")  # rank 1's last line, in the pane
-    expect(cells.nth(job_cell).locator(".jp-InputPrompt")).to_have_text(
-        re.compile(r"\[\d+\]"), timeout=30_000
-    )
+    expect(cells.nth(job_cell).locator(".jp-InputPrompt")).to_have_text(DONE, timeout=30_000)
     outputs = cells.nth(job_cell).locator(".jp-OutputArea-output")
     assert "[rank 1] watched in the page" not in " ".join(outputs.all_inner_texts()).replace(
         widget.inner_text(), ""
@@ -864,11 +874,7 @@ def test_the_job_views_buttons_work_while_the_cell_runs(page, lab):
     url, _ = lab
     probe_cell, _ = WATCHED_CELLS
     cells = page.locator(".jp-Notebook .jp-Cell")
-    select_cell(page, 0)
-    page.keyboard.press("Shift+Enter")
-    expect(cells.nth(0).locator(".jp-InputPrompt")).to_have_text(
-        re.compile(r"\[\d+\]"), timeout=30_000
-    )
+    run_cell(page, 0)  # %load_ext
     job = cells.nth(CANCEL_CELL_INDEX)
     widget = job.locator(".jupyter-widgets").first
     select_cell(page, CANCEL_CELL_INDEX)
@@ -896,12 +902,7 @@ def test_the_job_views_buttons_work_while_the_cell_runs(page, lab):
     expect(widget).to_contain_text("Cancelled", timeout=30_000)
     expect(job.locator(".jp-OutputArea-output").last).to_contain_text("JobCancelledError")
     assert rest(url, f"jobs/{cancelled_id}")["phase"] == "Cancelled"
-    request = urllib.request.Request(
-        f"{url}jupyter-training/api/jobs/{detached_id}",
-        method="DELETE",
-        headers={"Authorization": f"token {TOKEN}"},
-    )
-    urllib.request.urlopen(request, timeout=30).close()
+    rest(url, f"jobs/{detached_id}", method="DELETE")
 
 
 def test_a_job_from_a_scheduled_run_says_so(page, lab):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 
-from .uipoll import ui_events
+from .uipoll import current_kernel, ui_events
 
 #: The comm target the JupyterLab extension registers (labextension/src/frontend.ts).
 PROBE_TARGET = "jupyter_training.frontend"
@@ -27,13 +27,11 @@ def frontend_is_live(timeout: float = PROBE_SECONDS) -> bool:
     Outside a kernel, or where comms or UI polling are unavailable, the answer is False:
     the caller then prints what it would otherwise only draw.
     """
+    if current_kernel() is None:
+        return False
     try:
         from comm import create_comm
-        from IPython import get_ipython
     except ImportError:
-        return False
-    shell = get_ipython()
-    if shell is None or getattr(shell, "kernel", None) is None:
         return False
     answers: list[object] = []
     try:

@@ -12,13 +12,9 @@ from ..store import SweepRecord
 from ..sweeps.launch import driver_alive
 from ..sweeps.state import SweepState, TrialInfo
 from .charts import svg_chart
-from .widget import PHASE_COLORS, widgets_available
+from .widget import PHASE_COLORS, RECORD_SECONDS, widget_bundle, widgets_available
 
 MAX_FPS = 4.0
-
-
-#: Seconds between refreshes of the readable table that stands in for the widget.
-RECORD_SECONDS = 5.0
 
 
 def make_sweep_view(mode: str = "auto") -> SweepTextView | SweepWidgetView:
@@ -176,19 +172,12 @@ class SweepWidgetView:
             [self.header, self.table, self.chart, self.stop_button],
             layout=w.Layout(border="1px solid #ddd", padding="6px"),
         )
-        self.display = display(self._bundle("sweep starting"), raw=True, display_id=True)
-
-    def _bundle(self, text: str, markup: str | None = None) -> dict[str, Any]:
-        """The widget, and the sweep's table as text and HTML for where it cannot render."""
-        return {
-            "application/vnd.jupyter.widget-view+json": {
-                "version_major": 2,
-                "version_minor": 0,
-                "model_id": self.widget.model_id,
-            },
-            "text/plain": text,
-            "text/html": markup or f"<pre>{html.escape(text)}</pre>",
-        }
+        starting = "sweep starting"
+        self.display = display(
+            widget_bundle(self.widget, starting, f"<pre>{starting}</pre>"),
+            raw=True,
+            display_id=True,
+        )
 
     def refresh(self, state: SweepState) -> None:
         now = time.monotonic()
@@ -197,10 +186,9 @@ class SweepWidgetView:
             self.echo.refresh(state)
         if final or now - self._recorded_at >= RECORD_SECONDS:
             self._recorded_at = now
-            text = format_sweep_table(state)
-            self.display.update(
-                self._bundle(text, _header_html(state) + sweep_table_html(state)), raw=True
-            )
+            table = format_sweep_table(state)
+            markup = _header_html(state) + sweep_table_html(state)
+            self.display.update(widget_bundle(self.widget, table, markup), raw=True)
         if not final and now - self._drawn_at < self.min_interval:
             return
         self._drawn_at = now

@@ -24,10 +24,16 @@ class TextJobView:
     """Prints a job's events as lines: phases, rate-limited output, periodic progress."""
 
     def __init__(
-        self, record: JobRecord, stream: TextIO | None = None, max_lines_per_second: int = 200
+        self,
+        record: JobRecord,
+        stream: TextIO | None = None,
+        max_lines_per_second: int = 200,
+        *,
+        progress: JobProgress | None = None,
     ) -> None:
         self.record = record
-        self.progress = JobProgress(record)
+        #: Folded by :meth:`handle`; a view that echoes this one's lines passes its own.
+        self.progress = progress if progress is not None else JobProgress(record)
         self.stream = stream
         self.width = len(str(max(record.world_size - 1, 0)))
         self.max_lines_per_second = max_lines_per_second

@@ -24,7 +24,7 @@ COMM_MESSAGES = frozenset({"comm_open", "comm_msg", "comm_close"})
 def ui_events() -> Iterator[Callable[[], None]]:
     """A ``poll()`` that lets pending widget and comm messages through (a no-op outside a
     kernel, or where neither way works)."""
-    kernel = _kernel()
+    kernel = current_kernel()
     if kernel is None:
         yield lambda: None
     elif hasattr(kernel, "do_one_iteration"):
@@ -45,10 +45,13 @@ class ShellPump:
     """Reads the main thread's shell queue of an ipykernel 7 kernel while a cell runs."""
 
     def __init__(self, kernel: Any, socket: Any, stream: Any) -> None:
+        import zmq
+
         self.kernel = kernel
         self.socket = socket
         self.stream = stream
         self.deferred: list[Any] = []
+        self._noblock = zmq.NOBLOCK
 
     @classmethod
     def attach(cls, kernel: Any) -> ShellPump | None:
@@ -68,14 +71,10 @@ class ShellPump:
 
     def poll(self, limit: int = 20) -> None:
         """Handle up to ``limit`` queued messages: comms now, the rest after the cell."""
-        import zmq
-
         for _ in range(limit):
             try:
-                frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
-            except Exception:
+                frames = self.socket.recv_multipart(self._noblock, copy=False)
+            except Exception:  # zmq.Again: nothing queued (or the socket is gone)
                 return
             if not self._handle_comm(frames):
                 self.deferred.append(frames)
@@ -108,7 +107,8 @@ class ShellPump:
         self.deferred.clear()
 
 
-def _kernel() -> Any:
+def current_kernel() -> Any:
+    """The ipykernel kernel running this code, or None (a terminal IPython, plain Python)."""
     try:
         from IPython import get_ipython
     except ImportError:

@@ -49,6 +49,20 @@ def widgets_available() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
+def widget_bundle(widget: Any, text: str, markup: str) -> dict[str, Any]:
+    """A display of ``widget`` that carries ``text`` and ``markup`` for wherever widgets do
+    not render (a saved notebook on GitHub, ``nbconvert --to markdown``, a terminal)."""
+    return {
+        "application/vnd.jupyter.widget-view+json": {
+            "version_major": 2,
+            "version_minor": 0,
+            "model_id": widget.model_id,
+        },
+        "text/plain": text,
+        "text/html": markup,
+    }
+
+
 def make_view(record: JobRecord, mode: str = "auto") -> TextJobView | WidgetJobView:
     """The widget view when one can render (or ``mode == "widget"``), else the text view.
 
@@ -74,10 +88,7 @@ class WidgetJobView:
         self.record = record
         self.progress = JobProgress(record)
         #: Where no page shows the widget, the text view's lines printed as well.
-        self.echo: TextJobView | None = None
-        if echo:
-            self.echo = TextJobView(record)
-            self.echo.progress = self.progress
+        self.echo = TextJobView(record, progress=self.progress) if echo else None
         self.min_interval = 1.0 / fps
         self._drawn_at = 0.0
         self._drawn_version = -1
@@ -139,15 +150,11 @@ class WidgetJobView:
 
     def _bundle(self) -> dict[str, Any]:
         """The widget, and the job's readable record for wherever it cannot render."""
-        return {
-            "application/vnd.jupyter.widget-view+json": {
-                "version_major": 2,
-                "version_minor": 0,
-                "model_id": self.widget.model_id,
-            },
-            "text/plain": summary_text(self.progress, self.record),
-            "text/html": summary_html(self.progress, self.record),
-        }
+        return widget_bundle(
+            self.widget,
+            summary_text(self.progress, self.record),
+            summary_html(self.progress, self.record),
+        )
 
     def _update_record(self, force: bool = False) -> None:
         """Refresh the record in place (same display id), every few seconds or ``force``."""
