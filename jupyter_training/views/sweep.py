@@ -12,22 +12,16 @@ from ..store import SweepRecord
 from ..sweeps.launch import driver_alive
 from ..sweeps.state import SweepState, TrialInfo
 from .charts import svg_chart
-from .widget import PHASE_COLORS, RECORD_SECONDS, widget_bundle, widgets_available
+from .widget import PHASE_COLORS, RECORD_SECONDS, widget_bundle, widget_echo
 
 MAX_FPS = 4.0
 
 
 def make_sweep_view(mode: str = "auto") -> SweepTextView | SweepWidgetView:
-    """The widget view where one can render (or ``mode == "widget"``), else text; in
-    ``auto`` mode with no page to answer the probe (a headless run), the widget view also
-    prints the text view's lines, as a job's view does."""
-    if mode == "widget":
-        return SweepWidgetView()
-    if mode == "auto" and widgets_available():
-        from .frontend import frontend_is_live
-
-        return SweepWidgetView(echo=not frontend_is_live())
-    return SweepTextView()
+    """The widget view where one can render (or ``mode == "widget"``), else text; as for a
+    job's view (:func:`~.widget.widget_echo`), a headless widget view also prints."""
+    echo = widget_echo(mode)
+    return SweepTextView() if echo is None else SweepWidgetView(echo=echo)
 
 
 def _value(value: float | None) -> str:

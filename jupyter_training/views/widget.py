@@ -21,6 +21,7 @@ from .charts import svg_chart
 from .progress import JobProgress
 from .record import summary_html, summary_text
 from .text import TextJobView, _clock, _format_metrics, _row
+from .uipoll import current_kernel
 
 MAX_FPS = 10.0
 LOG_PANE_LINES = 200
@@ -42,11 +43,23 @@ def widgets_available() -> bool:
     """True in a kernel whose frontend can display ipywidgets."""
     try:
         import ipywidgets  # noqa: F401
-        from IPython import get_ipython
     except ImportError:
         return False
-    shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
+    return current_kernel() is not None
+
+
+def widget_echo(mode: str) -> bool | None:
+    """How a ``--progress`` mode is drawn: None for the text view, else the widget view,
+    True where it also prints the text view's lines (``auto`` with no page answering
+    :func:`~jupyter_training.views.frontend.frontend_is_live`: nbclient, papermill,
+    jupyter-scheduler), so the saved output is a log."""
+    if mode == "widget":
+        return False
+    if mode == "auto" and widgets_available():
+        from .frontend import frontend_is_live
+
+        return not frontend_is_live()
+    return None
 
 
 def widget_bundle(widget: Any, text: str, markup: str) -> dict[str, Any]:
@@ -64,19 +77,10 @@ def widget_bundle(widget: Any, text: str, markup: str) -> dict[str, Any]:
 
 
 def make_view(record: JobRecord, mode: str = "auto") -> TextJobView | WidgetJobView:
-    """The widget view when one can render (or ``mode == "widget"``), else the text view.
-
-    In ``auto`` mode a widget view whose page does not answer
-    :func:`~jupyter_training.views.frontend.frontend_is_live` (nbclient, papermill,
-    jupyter-scheduler) also prints the text view's lines, so the saved output is a log.
-    """
-    if mode == "widget":
-        return WidgetJobView(record)
-    if mode == "auto" and widgets_available():
-        from .frontend import frontend_is_live
-
-        return WidgetJobView(record, echo=not frontend_is_live())
-    return TextJobView(record)
+    """The widget view when one can render (or ``mode == "widget"``), else the text view
+    (see :func:`widget_echo`)."""
+    echo = widget_echo(mode)
+    return TextJobView(record) if echo is None else WidgetJobView(record, echo=echo)
 
 
 class WidgetJobView:
